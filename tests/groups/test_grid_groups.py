@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from gdl_pyg.domains import data_to_grid, grid_to_data
+from gdl_pyg.groups import CyclicGroup, DihedralGroup, Translations
+
+
+def _ref(img, g, N=4, flips=False):
+    k, s = g % N, g // N
+    if s:
+        img = torch.flip(img, dims=(-1,))
+    return torch.rot90(img, k * 4 // N, dims=(-2, -1))
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 5), (2, 4, 7), (1, 1, 6)])
+@pytest.mark.parametrize("group", [CyclicGroup(4), DihedralGroup(4), CyclicGroup(2)])
+def test_grid_action_matches_rot90_and_flip(shape, group):
+    img = torch.randn(*shape, dtype=torch.float64)
+    data = grid_to_data(img)
+    for g in group.elements():
+        out = group.act(g, data)
+        assert torch.equal(data_to_grid(out), _ref(img, g, group.N))
+        src, dst = out.edge_index
+        # edge offsets rotate with the grid and stay consistent with positions
+        assert torch.equal((out.pos[src] - out.pos[dst]).long(), out.edge_offset)
+
+
+def test_group_action_is_a_homomorphism():
+    img = torch.randn(2, 6, 6, dtype=torch.float64)
+    data = grid_to_data(img)
+    G = DihedralGroup(4)
+    for a in G.elements():
+        for b in G.elements():
+            lhs = G.act(a, G.act(b, data))
+            rhs = G.act(G.compose(a, b), data)
+            assert torch.equal(lhs.x, rhs.x)
+            assert torch.equal(G.matrix(a) @ G.matrix(b), G.matrix(G.compose(a, b)))
+        assert G.compose(a, G.inverse(a)) == G.identity()
+
+
+def test_lifted_grid_action_moves_group_coordinate():
+    G = DihedralGroup(4)
+    pix = grid_to_data(torch.randn(1, 4, 4, dtype=torch.float64))
+    n = pix.num_nodes
+    from torch_geometric.data import Data
+    lifted = Data(x=torch.randn(n * 8, 2, dtype=torch.float64), pos=pix.pos.repeat_interleave(8, 0),
+                  group_elem=torch.arange(8).repeat(n), grid_shape=pix.grid_shape)
+    c = torch.tensor([1.5, 1.5], dtype=torch.float64)
+    for g in G.elements():
+        out = G.act(g, lifted)
+        assert torch.equal(out.group_elem, lifted.group_elem)  # canonical layout
+        for node in (0, 13, 77):
+            h = int(lifted.group_elem[node])
+            new_pos = G.matrix(g) @ (lifted.pos[node] - c) + c
+            match = (out.pos == new_pos).all(-1) & (out.group_elem == G.compose(g, h))
+            assert int(match.sum()) == 1
+            assert torch.equal(out.x[match][0], lifted.x[node])
+
+
+def test_regular_and_vector_fibres():
+    G = CyclicGroup(4)
+    for g in G.elements():
+        R = G.fiber_matrix(g, "regular", 8)
+        assert torch.equal(R @ R.T, torch.eye(8, dtype=R.dtype))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        G.fiber_matrix(1, "regular", 6)
+    with pytest.raises(ValueError, match="representation"):
+        G.fiber_matrix(1, "spinor", 2)
+
+
+def test_continuous_action_on_planar_points():
+    from torch_geometric.data import Data
+    G = CyclicGroup(6)
+    pos = torch.randn(10, 2, dtype=torch.float64)
+    out = G.act(1, Data(pos=pos))
+    angle = torch.atan2(out.pos[:, 1], out.pos[:, 0]) - torch.atan2(pos[:, 1], pos[:, 0])
+    assert torch.allclose(torch.remainder(angle, 2 * torch.pi), torch.full((10,), torch.pi / 3,
+                                                                          dtype=torch.float64))
+    with pytest.raises(ValueError, match="exactly"):
+        G.act(1, grid_to_data(torch.randn(1, 3, 3)))
+
+
+def test_translations_roll_periodic_grids():
+    img = torch.randn(2, 5, 6, dtype=torch.float64)
+    data = grid_to_data(img, periodic=True)
+    T = Translations()
+    g = T.sample(data, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(data_to_grid(T.act(g, data)), torch.roll(img, g, dims=(-2, -1)))
+    with pytest.raises(ValueError, match="grid"):
+        from torch_geometric.data import Data
+        T.act((1, 1), Data(x=torch.randn(3, 1)))
+
+
+def test_bad_group_arguments():
+    with pytest.raises(ValueError, match="positive integer"):
+        CyclicGroup(0)
+    with pytest.raises(ValueError, match="elements 0..7"):
+        DihedralGroup(4).compose(8, 0)
+    with pytest.raises(TypeError, match="mapping"):
+        CyclicGroup(4).act(1, grid_to_data(torch.randn(1, 2, 2)), fields=["x"])
