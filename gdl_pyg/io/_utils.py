@@ -1,0 +1,128 @@
+r"""Shared helpers of :mod:`gdl_pyg.io`: path checks, format resolution and
+atomic writes."""
+import contextlib
+import os
+import os.path as osp
+import tempfile
+from typing import Dict, Iterator, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["atomic_path", "resolve_format", "check_readable", "to_numpy"]
+
+
+def resolve_format(path: PathLike, file_format: Optional[str], formats: Dict[str, str],
+                   what: str) -> str:
+    r"""Returns the canonical format name of ``path``.
+
+    ``formats`` maps lower-case extensions (without the dot) to canonical
+    format names. ``file_format`` (an extension or a canonical name) overrides
+    the extension of ``path`` when given.
+    """
+    path = os.fspath(path)
+    if file_format is not None:
+        key = str(file_format).lower().lstrip(".")
+        if key in set(formats.values()):
+            return key
+        source = f"file_format={file_format!r}"
+    else:
+        key = osp.splitext(path)[1].lower().lstrip(".")
+        source = f"extension '.{key}'" if key else "a missing extension"
+    if key not in formats:
+        supported = ", ".join(f".{k}" for k in sorted(formats))
+        raise ValueError(f"Cannot {what} '{path}': unsupported {source} "
+                         f"(supported: {supported}; or pass 'file_format')")
+    return formats[key]
+
+
+def check_readable(path: PathLike) -> str:
+    r"""Raises :class:`FileNotFoundError` for a missing file and
+    :class:`ValueError` for a directory or an empty file; returns ``str(path)``."""
+    path = os.fspath(path)
+    if not osp.exists(path):
+        raise FileNotFoundError(f"No such file: '{path}'")
+    if osp.isdir(path):
+        raise ValueError(f"'{path}' is a directory, expected a file")
+    if osp.getsize(path) == 0:
+        raise ValueError(f"'{path}' is empty (0 bytes)")
+    return path
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    r"""Yields a temporary path in the folder of ``path`` (with the same
+    extension); when the block exits normally the temporary file replaces
+    ``path`` with :func:`os.replace` (atomic on POSIX and Windows), otherwise it
+    is removed and ``path`` is left untouched.
+    """
+    path = os.fspath(path)
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f"Cannot write '{path}': folder '{folder}' does not exist")
+    base = osp.basename(path)
+    stem, ext = osp.splitext(base)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        mode = (os.stat(path).st_mode & 0o777) if osp.exists(path) else _default_mode()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def to_numpy(value, name: str, dtype=None) -> np.ndarray:
+    r"""Converts a tensor / array-like to a numpy array (detached, on CPU)."""
+    if isinstance(value, Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        value = value.numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise TypeError(f"Expected '{name}' to be a tensor or array "
+                        f"(got {type(value).__name__})") from exc
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def split_data(data_or_pos, what: str) -> Tuple[np.ndarray, Dict[str, object]]:
+    r"""Returns ``(pos, attributes)`` from a :class:`~torch_geometric.data.Data`
+    (``pos`` plus its other attributes) or a bare ``pos`` tensor/array."""
+    from torch_geometric.data import Data
+
+    if isinstance(data_or_pos, Data):
+        if getattr(data_or_pos, "pos", None) is None:
+            raise ValueError(f"{what} expected a Data object with a 'pos' attribute")
+        attrs = {k: v for k, v in data_or_pos.items() if k != "pos"}
+        return to_numpy(data_or_pos.pos, "pos"), attrs
+    return to_numpy(data_or_pos, "pos"), {}
+
+
+def check_pos(pos: np.ndarray, what: str) -> np.ndarray:
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"{what} expected 'pos' of shape [num_nodes, 3] "
+                         f"(got {list(pos.shape)})")
+    if not np.issubdtype(pos.dtype, np.floating) and not np.issubdtype(pos.dtype, np.integer):
+        raise TypeError(f"{what} expected a numeric 'pos' (got dtype {pos.dtype})")
+    if pos.shape[0] == 0:
+        raise ValueError(f"{what} received an empty 'pos' (0 points)")
+    if not np.isfinite(pos).all():
+        bad = int((~np.isfinite(pos)).any(axis=1).sum())
+        raise ValueError(f"{what} received {bad} point(s) with NaN or infinite coordinates")
+    return pos

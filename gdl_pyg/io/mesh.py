@@ -1,0 +1,778 @@
+r"""Reading and writing triangle meshes as :class:`~torch_geometric.data.Data`.
+
+A mesh ``Data`` holds ``pos [N, 3]`` (float) and ``face [3, F]`` (long, PyG's
+layout: one column per triangle, corners in the file's orientation). PLY files
+may add per-vertex ``normal [N, 3]``, ``color [N, 3 or 4]`` and any other
+scalar vertex property under its own name (e.g. ``part [N]``).
+
+All parsing goes through maintained libraries:
+
+=============================================  =============================================
+extension                                      reader / writer
+=============================================  =============================================
+``.off``                                       :mod:`trimesh` (reader), :mod:`meshio` (writer)
+``.obj``                                       :mod:`meshio`
+``.ply`` (ASCII, binary)                       :mod:`plyfile`
+``.stl`` (ASCII, binary)                       :mod:`trimesh`
+``.vtk`` ``.vtu`` ``.msh`` ``.mesh`` ``.inp``  :mod:`meshio` (legacy VTK, VTK XML, Gmsh 4.1,
+                                               Medit, Abaqus)
+=============================================  =============================================
+
+The libraries are used with every "repair" switched off (trimesh with
+``process=False``); :func:`read_mesh` then validates the result itself and
+raises :class:`ValueError` naming the file and the problem. For OFF, trimesh's
+tokeniser is used but its polygon triangulation (which reorders faces, and
+fails on faces of more than four corners in trimesh 5.2) is intercepted so the
+raw polygons are triangulated here, and the face count is checked against the
+header.
+
+**Polygons** with :math:`k > 3` corners are fan-triangulated from their first
+corner, :math:`(v_0, v_i, v_{i+1})` for :math:`i = 1, \dots, k-2`, in file
+order (each polygon's triangles are consecutive). The fan is exact for convex
+(and, more generally, star-shaped about :math:`v_0`) polygons.
+
+**STL** stores an unindexed triangle soup; exactly equal corner positions are
+merged into one vertex on reading (vertices numbered by first appearance), so
+an STL round trip keeps every triangle but not vertex order or unreferenced
+vertices.
+"""
+import contextlib
+import os
+import threading
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+from unittest import mock
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from gdl_pyg.io._utils import (
+    PathLike,
+    atomic_path,
+    check_pos,
+    check_readable,
+    resolve_format,
+    split_data,
+    to_numpy,
+)
+
+__all__ = ["MeshReport", "read_mesh", "write_mesh", "mesh_report", "clean_mesh",
+           "MESH_EXTENSIONS"]
+
+#: extension -> canonical format (meshio's name for the meshio formats)
+MESH_EXTENSIONS: Dict[str, str] = {
+    "off": "off",
+    "obj": "obj",
+    "ply": "ply",
+    "stl": "stl",
+    "vtk": "vtk",
+    "vtu": "vtu",
+    "msh": "gmsh",
+    "mesh": "medit",
+    "inp": "abaqus",
+}
+_MESHIO_FORMATS = {"vtk", "vtu", "gmsh", "medit", "abaqus"}
+_SURFACE_CELLS = {"triangle", "quad", "polygon"}
+_IGNORED_CELLS = {"vertex", "line", "line3"}
+_VOLUME_PREFIXES = ("tetra", "hexahedron", "wedge", "pyramid")
+
+# PLY vertex properties with a fixed meaning; others become attributes of their own name
+_PLY_XYZ = ("x", "y", "z")
+_PLY_NORMAL = ("nx", "ny", "nz")
+_PLY_COLOR = ("red", "green", "blue", "alpha")
+_RESERVED = {"pos", "face", "normal", "color", "x", "y", "edge_index", "edge_attr", "batch",
+             "ptr", "num_nodes"}
+
+_OFF_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MeshReport:
+    r"""What :func:`read_mesh` found in a mesh (before any cleaning).
+
+    Args:
+        num_duplicate_vertices (int): vertices whose position exactly equals
+            that of an earlier vertex.
+        num_unreferenced_vertices (int): vertices used by no face.
+        num_degenerate_faces (int): triangles with a repeated corner (after
+            merging duplicate vertices) or an area below
+            ``area_tol * diagonal**2`` (``diagonal`` = bounding-box diagonal).
+        num_duplicate_faces (int): non-degenerate triangles whose corner set
+            (after merging duplicate vertices, ignoring orientation) equals
+            that of an earlier triangle.
+        num_polygons_triangulated (int): faces with more than three corners in
+            the file.
+        non_manifold_edges (int): edges shared by more than two triangles
+            (counted after merging duplicate vertices and dropping degenerate
+            and duplicate triangles).
+        num_boundary_edges (int): edges used by exactly one triangle (same
+            convention); zero for a closed surface.
+        num_vertices (int): vertices in the file.
+        num_faces (int): triangles after triangulation, before cleaning.
+    """
+    num_duplicate_vertices: int
+    num_unreferenced_vertices: int
+    num_degenerate_faces: int
+    num_duplicate_faces: int
+    num_polygons_triangulated: int
+    non_manifold_edges: int
+    num_boundary_edges: int = 0
+    num_vertices: int = 0
+    num_faces: int = 0
+
+    @property
+    def is_clean(self) -> bool:
+        r""":obj:`True` when there is nothing that :obj:`clean=True` would remove."""
+        return (self.num_duplicate_vertices == 0 and self.num_unreferenced_vertices == 0
+                and self.num_degenerate_faces == 0 and self.num_duplicate_faces == 0)
+
+    @property
+    def is_manifold(self) -> bool:
+        return self.non_manifold_edges == 0
+
+    def to_dict(self) -> Dict[str, int]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# analysis and cleaning (pure numpy, float64)
+# ---------------------------------------------------------------------------
+
+def _analyse(pos: np.ndarray, tri: np.ndarray, num_polygons: int, area_tol: float):
+    r"""Returns the report and the arrays :func:`_clean` needs.
+
+    ``pos [N, 3]`` float64, ``tri [T, 3]`` int64 (validated indices).
+    """
+    n = pos.shape[0]
+    _, first, inverse = np.unique(pos, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    rep = first[inverse]  # representative (first occurrence) of each vertex
+    num_dup_vertices = n - first.shape[0]
+
+    referenced = np.zeros(n, dtype=bool)
+    referenced[tri.reshape(-1)] = True
+    num_unreferenced = int(n - referenced.sum())
+
+    tri_m = rep[tri]
+    repeated = ((tri_m[:, 0] == tri_m[:, 1]) | (tri_m[:, 1] == tri_m[:, 2])
+                | (tri_m[:, 0] == tri_m[:, 2]))
+    p0, p1, p2 = pos[tri[:, 0]], pos[tri[:, 1]], pos[tri[:, 2]]
+    area = 0.5 * np.linalg.norm(np.cross(p1 - p0, p2 - p0), axis=1)
+    diag = float(np.linalg.norm(pos.max(axis=0) - pos.min(axis=0))) if n else 0.0
+    degenerate = repeated | (area <= area_tol * diag * diag)
+
+    keep = ~degenerate
+    idx_nd = np.nonzero(keep)[0]
+    if idx_nd.size:
+        key = np.sort(tri_m[idx_nd], axis=1)
+        _, first_face = np.unique(key, axis=0, return_index=True)
+        is_first = np.zeros(idx_nd.size, dtype=bool)
+        is_first[first_face] = True
+        keep[idx_nd[~is_first]] = False
+        num_dup_faces = int(idx_nd.size - first_face.size)
+    else:
+        num_dup_faces = 0
+
+    kept = tri_m[keep]
+    if kept.shape[0]:
+        edges = np.sort(np.concatenate([kept[:, [0, 1]], kept[:, [1, 2]], kept[:, [2, 0]]]),
+                        axis=1)
+        _, counts = np.unique(edges, axis=0, return_counts=True)
+        non_manifold = int((counts > 2).sum())
+        boundary = int((counts == 1).sum())
+    else:
+        non_manifold = boundary = 0
+
+    report = MeshReport(
+        num_duplicate_vertices=int(num_dup_vertices),
+        num_unreferenced_vertices=num_unreferenced,
+        num_degenerate_faces=int(degenerate.sum()),
+        num_duplicate_faces=num_dup_faces,
+        num_polygons_triangulated=int(num_polygons),
+        non_manifold_edges=non_manifold,
+        num_boundary_edges=boundary,
+        num_vertices=int(n),
+        num_faces=int(tri.shape[0]),
+    )
+    return report, tri_m, keep
+
+
+def _clean(tri_m: np.ndarray, keep_face: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    r"""Returns ``(kept_vertices [N'], new_tri [T', 3])``: the original indices of
+    the vertices that survive (in original order) and the remapped triangles."""
+    kept = tri_m[keep_face]
+    used = np.zeros(n, dtype=bool)
+    used[kept.reshape(-1)] = True
+    kept_vertices = np.nonzero(used)[0]
+    new_index = np.full(n, -1, dtype=np.int64)
+    new_index[kept_vertices] = np.arange(kept_vertices.size)
+    return kept_vertices, new_index[kept]
+
+
+def _pos_face_numpy(pos, face, what: str) -> Tuple[np.ndarray, np.ndarray]:
+    pos = check_pos(to_numpy(pos, "pos"), what).astype(np.float64)
+    face = _check_face(to_numpy(face, "face"), pos.shape[0], what)
+    return pos, face.T.copy()
+
+
+def mesh_report(pos: Union[Tensor, np.ndarray], face: Union[Tensor, np.ndarray],
+                area_tol: float = 1e-12) -> MeshReport:
+    r"""Counts duplicate / unreferenced vertices, degenerate / duplicate faces
+    and non-manifold edges of a triangle mesh (see :class:`MeshReport`).
+
+    Args:
+        pos (torch.Tensor or numpy.ndarray): vertex positions :math:`[N, 3]`.
+        face (torch.Tensor or numpy.ndarray): triangles :math:`[3, F]`.
+        area_tol (float, optional): a triangle with area at most
+            ``area_tol * diagonal**2`` is degenerate. (default: :obj:`1e-12`)
+    """
+    p, t = _pos_face_numpy(pos, face, "'mesh_report'")
+    return _analyse(p, t, 0, area_tol)[0]
+
+
+def clean_mesh(pos: Tensor, face: Tensor, area_tol: float = 1e-12
+               ) -> Tuple[Tensor, Tensor, MeshReport]:
+    r"""Merges exactly duplicate vertices, drops degenerate and duplicate
+    triangles, then drops unreferenced vertices. Surviving vertices and faces
+    keep their relative order and orientation.
+
+    Args:
+        pos (torch.Tensor): vertex positions :math:`[N, 3]`.
+        face (torch.Tensor): triangles :math:`[3, F]`.
+        area_tol (float, optional): see :func:`mesh_report`. (default: :obj:`1e-12`)
+
+    Returns:
+        ``(pos [N', 3], face [3, F'], report)``, ``pos`` in the input's dtype,
+        ``report`` describing the input.
+    """
+    p, t = _pos_face_numpy(pos, face, "'clean_mesh'")
+    report, tri_m, keep = _analyse(p, t, 0, area_tol)
+    kept_vertices, new_tri = _clean(tri_m, keep, p.shape[0])
+    pos_t = torch.as_tensor(pos)
+    index = torch.from_numpy(kept_vertices).to(pos_t.device)
+    return (pos_t[index], torch.from_numpy(new_tri.T.copy()).to(pos_t.device), report)
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+
+def _check_face(face: np.ndarray, n: int, what: str) -> np.ndarray:
+    if face.ndim != 2 or face.shape[0] != 3:
+        raise ValueError(f"{what} expected 'face' tensor with shape [3, num_faces] "
+                         f"(got {list(face.shape)})")
+    if not np.issubdtype(face.dtype, np.integer):
+        raise TypeError(f"{what} expected an integer 'face' tensor (got dtype {face.dtype})")
+    if face.shape[1] == 0:
+        raise ValueError(f"{what} received a mesh without faces (face shape [3, 0])")
+    lo, hi = int(face.min()), int(face.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"{what} received face indices in [{lo}, {hi}] but the mesh has "
+                         f"{n} vertices (expected indices in [0, {n - 1}])")
+    return face.astype(np.int64)
+
+
+def _triangulate(blocks: Sequence, path: str) -> Tuple[np.ndarray, int]:
+    r"""Fan-triangulates faces given as a sequence of blocks, each either an int
+    array ``[F_b, k_b]`` or a ragged list of index sequences. Returns
+    ``(tri [T, 3], number of faces with more than 3 corners)``."""
+    out: List[np.ndarray] = []
+    num_poly = seen = 0
+    for block in blocks:
+        if isinstance(block, np.ndarray) and block.ndim == 2:
+            groups = [(block, None)]
+            lengths = np.full(block.shape[0], block.shape[1], dtype=np.int64)
+        else:
+            faces = list(block)
+            lengths = np.fromiter((len(f) for f in faces), dtype=np.int64, count=len(faces))
+            groups = []
+            for k in np.unique(lengths):
+                rows = np.nonzero(lengths == k)[0]
+                try:
+                    arr = np.asarray([faces[i] for i in rows]).astype(np.int64)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"'{path}': face indices are not integers ({exc})") from exc
+                groups.append((arr, rows))
+        if lengths.size and lengths.min() < 3:
+            bad = int(np.nonzero(lengths < 3)[0][0])
+            raise ValueError(f"'{path}': face {seen + bad} has {int(lengths[bad])} "
+                             f"corner(s); faces need at least 3")
+        seen += lengths.size
+        num_poly += int((lengths > 3).sum())
+        # number of triangles of each face, and where its fan starts in the output
+        ntri = lengths - 2
+        start = np.concatenate([[0], np.cumsum(ntri)[:-1]]) if ntri.size else ntri
+        tri = np.empty((int(ntri.sum()), 3), dtype=np.int64)
+        for arr, rows in groups:
+            arr = np.asarray(arr)
+            if not np.issubdtype(arr.dtype, np.integer):
+                if np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)):
+                    arr = arr.astype(np.int64)
+                else:
+                    raise ValueError(f"'{path}': face indices are not integers")
+            arr = arr.astype(np.int64)
+            k = arr.shape[1]
+            fan = np.stack([np.repeat(arr[:, :1], k - 2, axis=1), arr[:, 1:k - 1], arr[:, 2:k]],
+                           axis=-1)  # [F_k, k - 2, 3]
+            s = start if rows is None else start[rows]
+            dest = (s[:, None] + np.arange(k - 2)[None, :]).reshape(-1)
+            tri[dest] = fan.reshape(-1, 3)
+        out.append(tri)
+    if not out:
+        return np.zeros((0, 3), dtype=np.int64), 0
+    return np.concatenate(out, axis=0), num_poly
+
+
+def _wrap(path: str, fmt: str, exc: BaseException) -> ValueError:
+    msg = str(exc).strip()
+    msg = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return ValueError(f"'{path}' could not be read as {fmt.upper()}: {msg}")
+
+
+# ---------------------------------------------------------------------------
+# readers: each returns (vertices float64 [N, 3], tri [T, 3], num_polygons, attrs)
+# ---------------------------------------------------------------------------
+
+def _ply_vertex_attrs(vertex: np.ndarray) -> Dict[str, np.ndarray]:
+    names = vertex.dtype.names
+    attrs: Dict[str, np.ndarray] = {}
+    if all(n in names for n in _PLY_NORMAL):
+        attrs["normal"] = np.stack([vertex[n] for n in _PLY_NORMAL], axis=1)
+    color = [n for n in _PLY_COLOR if n in names]
+    if all(n in names for n in _PLY_COLOR[:3]):
+        attrs["color"] = np.stack([vertex[n] for n in color], axis=1)
+    fixed = set(_PLY_XYZ) | (set(_PLY_NORMAL) if "normal" in attrs else set()) | \
+        (set(color) if "color" in attrs else set())
+    for name in names:
+        if name in fixed:
+            continue
+        col = vertex[name]
+        if col.dtype == object or col.ndim != 1:  # list properties: not per-vertex scalars
+            continue
+        attrs[f"ply_{name}" if name in _RESERVED else name] = np.asarray(col)
+    return attrs
+
+
+def _read_plydata(path: str):
+    from plyfile import PlyData
+    try:
+        ply = PlyData.read(path)
+    except Exception as exc:
+        raise _wrap(path, "ply", exc) from exc
+    names = [el.name for el in ply.elements]
+    if "vertex" not in names:
+        raise ValueError(f"'{path}': PLY file has no 'vertex' element (elements: {names})")
+    vertex = ply["vertex"].data
+    missing = [c for c in _PLY_XYZ if c not in vertex.dtype.names]
+    if missing:
+        raise ValueError(f"'{path}': PLY 'vertex' element lacks properties {missing} "
+                         f"(has {list(vertex.dtype.names)})")
+    pos = np.stack([vertex[c] for c in _PLY_XYZ], axis=1).astype(np.float64)
+    return ply, pos, _ply_vertex_attrs(vertex)
+
+
+def _read_ply(path: str):
+    ply, pos, attrs = _read_plydata(path)
+    names = [el.name for el in ply.elements]
+    if "face" not in names or len(ply["face"].data) == 0:
+        raise ValueError(f"'{path}' contains no faces (a point cloud?); use "
+                         f"gdl_pyg.io.read_points to read it")
+    face_el = ply["face"].data
+    prop = next((p for p in ("vertex_indices", "vertex_index") if p in face_el.dtype.names),
+                None)
+    if prop is None:
+        raise ValueError(f"'{path}': PLY 'face' element has no 'vertex_indices' property "
+                         f"(has {list(face_el.dtype.names)})")
+    tri, num_poly = _triangulate([face_el[prop]], path)
+    return pos, tri, num_poly, attrs
+
+
+def _off_face_count(path: str) -> Optional[int]:
+    r"""The face count in an OFF header (``None`` if the header has no count)."""
+    tokens: List[str] = []
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.split(b"#", 1)[0].decode("utf-8", "replace").split()
+            if not line:
+                continue
+            tokens.extend(line)
+            if len(tokens) >= 3 or (len(tokens) >= 2 and tokens[0][-3:].upper() != "OFF"):
+                break
+    if tokens and tokens[0].upper().endswith("OFF"):
+        tokens = tokens[1:]
+    try:
+        return int(tokens[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _read_off(path: str):
+    from trimesh.exchange import off as off_module
+
+    captured: Dict[str, list] = {}
+
+    def capture(faces, *args, **kwargs):
+        # receive the raw (ragged) polygons and triangulate them ourselves, in file order
+        captured["faces"] = list(faces)
+        return np.zeros((0, 3), dtype=np.int64)
+
+    with _OFF_LOCK:
+        patch = (mock.patch.object(off_module, "triangulate_quads", capture)
+                 if hasattr(off_module, "triangulate_quads") else contextlib.nullcontext())
+        try:
+            with patch, open(path, "rb") as f:
+                kwargs = off_module.load_off(f)
+        except Exception as exc:
+            raise _wrap(path, "off", exc) from exc
+    pos = np.asarray(kwargs["vertices"], dtype=np.float64).reshape(-1, 3)
+    if "faces" not in captured:  # trimesh changed internals: use its triangulation
+        tri = np.asarray(kwargs.get("faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
+        return pos, tri, 0, {}
+    faces = captured["faces"]
+    expected = _off_face_count(path)
+    if expected is not None and expected != len(faces):
+        raise ValueError(f"'{path}': the OFF header declares {expected} faces but the file "
+                         f"holds {len(faces)} (truncated file or wrong vertex/face count)")
+    tri, num_poly = _triangulate([faces], path)
+    return pos, tri, num_poly, {}
+
+
+def _meshio_read(path: str, fmt: str):
+    # the format's own reader: meshio.read() prints errors and calls sys.exit(1) on a
+    # ReadError, so it is not used
+    import importlib
+    module = importlib.import_module(f"meshio.{fmt}")
+    try:
+        return module.read(path)
+    except Exception as exc:
+        raise _wrap(path, fmt, exc) from exc
+
+
+def _read_obj(path: str):
+    mesh = _meshio_read(path, "obj")
+    points = np.asarray(mesh.points, dtype=np.float64)
+    if points.size == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), 0, {}
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise ValueError(f"'{path}': OBJ vertices need 3 coordinates "
+                         f"(got rows of {points.shape[-1]})")
+    blocks = [np.asarray(c.data) for c in mesh.cells]
+    for b in blocks:
+        if b.size and b.min() < 0:
+            raise ValueError(f"'{path}': OBJ face index {int(b.min()) + 1} is out of range "
+                             f"(index 0 or a relative/negative index; only absolute indices "
+                             f"1..{points.shape[0]} are supported)")
+    tri, num_poly = _triangulate(blocks, path)
+    return points[:, :3], tri, num_poly, {}
+
+
+def _read_stl(path: str):
+    from trimesh.exchange.stl import load_stl
+    try:
+        with open(path, "rb") as f:
+            kwargs = load_stl(f)
+    except Exception as exc:
+        raise _wrap(path, "stl", exc) from exc
+    if "vertices" not in kwargs:
+        solids = kwargs.get("geometry") or {}
+        if not solids:
+            raise ValueError(f"'{path}' could not be read as STL: neither a complete binary "
+                             f"STL (truncated, or wrong triangle count in the header) nor a "
+                             f"valid ASCII STL")
+        raise ValueError(f"'{path}': STL with {len(solids)} solids is not supported "
+                         f"(expected one)")
+    soup = np.asarray(kwargs["vertices"], dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(kwargs["faces"], dtype=np.int64).reshape(-1, 3)
+    if soup.shape[0] == 0:
+        return soup, faces, 0, {}
+    # merge exactly equal corners, numbering vertices by first appearance
+    _, first, inverse = np.unique(soup, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    pos = soup[first[order]]
+    return pos, rank[inverse][faces], 0, {}
+
+
+def _read_meshio(path: str, fmt: str):
+    mesh = _meshio_read(path, fmt)
+    points = np.asarray(mesh.points, dtype=np.float64)
+    if points.ndim == 2 and points.shape[1] == 2:
+        points = np.concatenate([points, np.zeros((points.shape[0], 1))], axis=1)
+    blocks, volume, unsupported = [], [], []
+    for cell in mesh.cells:
+        if cell.type in _SURFACE_CELLS or cell.type.startswith("polygon"):
+            blocks.append(np.asarray(cell.data))
+        elif cell.type.startswith(_VOLUME_PREFIXES):
+            volume.append(cell.type)
+        elif cell.type not in _IGNORED_CELLS:
+            unsupported.append(cell.type)
+    if unsupported:
+        raise ValueError(f"'{path}': unsupported cell types {sorted(set(unsupported))} "
+                         f"(supported surface cells: triangle, quad, polygon)")
+    if not blocks and volume:
+        raise ValueError(f"'{path}' holds only volume cells {sorted(set(volume))}; "
+                         f"extract its boundary surface first")
+    tri, num_poly = _triangulate(blocks, path)
+    return points[:, :3] if points.size else np.zeros((0, 3)), tri, num_poly, {}
+
+
+def _read_raw(path: str, fmt: str):
+    if fmt == "ply":
+        return _read_ply(path)
+    if fmt == "off":
+        return _read_off(path)
+    if fmt == "obj":
+        return _read_obj(path)
+    if fmt == "stl":
+        return _read_stl(path)
+    return _read_meshio(path, fmt)
+
+
+def read_mesh(path: PathLike, file_format: Optional[str] = None, clean: bool = False,
+              require_manifold: bool = False, return_report: bool = False,
+              area_tol: float = 1e-12, dtype: torch.dtype = torch.float32
+              ) -> Union[Data, Tuple[Data, MeshReport]]:
+    r"""Reads a triangle mesh file into a :class:`~torch_geometric.data.Data`
+    with ``pos [N, 3]`` and ``face [3, F]``.
+
+    Polygons are fan-triangulated (see :mod:`gdl_pyg.io.mesh`). The mesh is
+    validated: an empty or truncated file, wrong vertex/face counts, face
+    indices out of range, faces with fewer than three corners, NaN/infinite
+    coordinates, a mesh without vertices or faces, or (with
+    :obj:`require_manifold=True`) an edge shared by more than two triangles
+    raise :class:`ValueError` naming the file. What was found is summarised in
+    a :class:`MeshReport`:
+
+    .. math::
+        \text{report} = \big(\#\text{dup. vertices}, \#\text{unref. vertices},
+        \#\text{degenerate}, \#\text{dup. faces}, \#\text{polygons},
+        \#\{e : |\{f \ni e\}| > 2\}\big)
+
+    Args:
+        path (str or os.PathLike): the file; its extension picks the format
+            (:obj:`.off`, :obj:`.obj`, :obj:`.ply`, :obj:`.stl`, :obj:`.vtk`,
+            :obj:`.vtu`, :obj:`.msh`, :obj:`.mesh`, :obj:`.inp`).
+        file_format (str, optional): overrides the extension (an extension or
+            meshio's format name). (default: :obj:`None`)
+        clean (bool, optional): merge exactly duplicate vertices, drop
+            degenerate and duplicate triangles, then unreferenced vertices
+            (see :func:`clean_mesh`); per-vertex attributes follow their vertex.
+            (default: :obj:`False`)
+        require_manifold (bool, optional): raise if any edge is shared by more
+            than two triangles. (default: :obj:`False`)
+        return_report (bool, optional): also return the :class:`MeshReport`.
+            (default: :obj:`False`)
+        area_tol (float, optional): relative area below which a triangle is
+            degenerate. (default: :obj:`1e-12`)
+        dtype (torch.dtype, optional): dtype of ``pos`` and of float
+            attributes. (default: :obj:`torch.float32`)
+
+    Shapes:
+        - **output:** ``pos`` :math:`(|\mathcal{V}|, 3)`, ``face``
+          :math:`(3, |\mathcal{F}|)`; PLY files may add ``normal``
+          :math:`(|\mathcal{V}|, 3)`, ``color`` :math:`(|\mathcal{V}|, 3 \text{ or } 4)`
+          and scalar vertex properties :math:`(|\mathcal{V}|)`.
+    """
+    fmt = resolve_format(path, file_format, MESH_EXTENSIONS, "read mesh")
+    path = check_readable(path)
+    pos, tri, num_poly, attrs = _read_raw(path, fmt)
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1, 3)
+    tri = np.asarray(tri, dtype=np.int64).reshape(-1, 3)
+    n = pos.shape[0]
+    if n == 0:
+        raise ValueError(f"'{path}' is an empty mesh (0 vertices)")
+    if not np.isfinite(pos).all():
+        bad = np.nonzero(~np.isfinite(pos).all(axis=1))[0]
+        raise ValueError(f"'{path}': {bad.size} vertex(es) have NaN or infinite coordinates "
+                         f"(first: vertex {int(bad[0])})")
+    if tri.shape[0] == 0:
+        raise ValueError(f"'{path}' is an empty mesh (0 faces); use gdl_pyg.io.read_points "
+                         f"for point clouds")
+    lo, hi = int(tri.min()), int(tri.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"'{path}': face indices span [{lo}, {hi}] but the file has {n} "
+                         f"vertices (valid: [0, {n - 1}])")
+    for name, value in attrs.items():
+        if value.shape[0] != n:
+            raise ValueError(f"'{path}': vertex attribute '{name}' has {value.shape[0]} rows "
+                             f"for {n} vertices")
+
+    report, tri_m, keep = _analyse(pos, tri, num_poly, area_tol)
+    if require_manifold and report.non_manifold_edges > 0:
+        raise ValueError(f"'{path}' is not manifold: {report.non_manifold_edges} edge(s) are "
+                         f"shared by more than two faces (pass require_manifold=False to "
+                         f"read it anyway)")
+    if clean:
+        kept_vertices, tri = _clean(tri_m, keep, n)
+        pos = pos[kept_vertices]
+        attrs = {k: v[kept_vertices] for k, v in attrs.items()}
+
+    data = Data(pos=torch.from_numpy(pos).to(dtype),
+                face=torch.from_numpy(np.ascontiguousarray(tri.T)))
+    for name, value in attrs.items():
+        data[name] = _attr_tensor(name, value, dtype)
+    return (data, report) if return_report else data
+
+
+def _attr_tensor(name: str, value: np.ndarray, dtype: torch.dtype) -> Tensor:
+    value = np.ascontiguousarray(value)
+    if name == "color" and value.dtype == np.uint8:
+        return torch.from_numpy(value)
+    if np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
+        return torch.from_numpy(value.astype(np.int64))
+    return torch.from_numpy(value.astype(np.float64)).to(dtype)
+
+
+# ---------------------------------------------------------------------------
+# writers
+# ---------------------------------------------------------------------------
+
+_PLY_INT = {np.dtype(np.int8): "i1", np.dtype(np.uint8): "u1", np.dtype(np.int16): "i2",
+            np.dtype(np.uint16): "u2", np.dtype(np.int32): "i4", np.dtype(np.uint32): "u4"}
+
+
+def _ply_dtype(value: np.ndarray, name: str, what: str) -> str:
+    if value.dtype == bool:
+        return "u1"
+    if value.dtype in _PLY_INT:
+        return _PLY_INT[value.dtype]
+    if np.issubdtype(value.dtype, np.integer):  # 64-bit ints: PLY has no 64-bit type
+        lo, hi = (int(value.min()), int(value.max())) if value.size else (0, 0)
+        if lo < -2 ** 31 or hi >= 2 ** 31:
+            raise ValueError(f"{what}: attribute '{name}' has values outside int32, which "
+                             f"PLY cannot store")
+        return "i4"
+    if value.dtype == np.float64:
+        return "f8"
+    if np.issubdtype(value.dtype, np.floating):
+        return "f4"
+    raise TypeError(f"{what}: attribute '{name}' has unsupported dtype {value.dtype}")
+
+
+def vertex_table(pos: np.ndarray, attrs: Dict[str, np.ndarray], what: str) -> np.ndarray:
+    r"""A structured array for PLY's 'vertex' element: ``x, y, z`` (float32, or
+    float64 if ``pos`` is float64), then ``nx ny nz``, ``red green blue
+    [alpha]`` and the other attributes in ``attrs`` (each ``[N]``)."""
+    n = pos.shape[0]
+    pos_t = "f8" if pos.dtype == np.float64 else "f4"
+    fields: List[Tuple[str, str, np.ndarray]] = [(c, pos_t, pos[:, i]) for i, c in
+                                                 enumerate(_PLY_XYZ)]
+    for name, value in attrs.items():
+        value = np.asarray(value)
+        if value.shape[0] != n:
+            raise ValueError(f"{what}: attribute '{name}' has {value.shape[0]} rows for "
+                             f"{n} vertices")
+        if name == "normal":
+            if value.ndim != 2 or value.shape[1] != 3:
+                raise ValueError(f"{what} expected 'normal' of shape [N, 3] "
+                                 f"(got {list(value.shape)})")
+            t = "f8" if value.dtype == np.float64 else "f4"
+            fields += [(c, t, value[:, i]) for i, c in enumerate(_PLY_NORMAL)]
+        elif name == "color":
+            if value.ndim != 2 or value.shape[1] not in (3, 4):
+                raise ValueError(f"{what} expected 'color' of shape [N, 3] or [N, 4] "
+                                 f"(got {list(value.shape)})")
+            t = "u1" if value.dtype == np.uint8 else _ply_dtype(value, name, what)
+            fields += [(c, t, value[:, i]) for i, c in enumerate(_PLY_COLOR[:value.shape[1]])]
+        else:
+            if value.ndim != 1:
+                raise ValueError(f"{what}: vertex attribute '{name}' must have shape [N] "
+                                 f"(got {list(value.shape)})")
+            ply_name = name[4:] if name.startswith("ply_") and name[4:] in _RESERVED else name
+            fields.append((ply_name, _ply_dtype(value, name, what), value))
+    table = np.empty(n, dtype=[(name, t) for name, t, _ in fields])
+    for name, _, value in fields:
+        table[name] = value
+    return table
+
+
+def _write_ply(tmp: str, pos: np.ndarray, tri: np.ndarray, attrs, binary: bool, what: str):
+    from plyfile import PlyData, PlyElement
+    vertex = PlyElement.describe(vertex_table(pos, attrs, what), "vertex")
+    faces = np.empty(tri.shape[0], dtype=[("vertex_indices", "i4", (3,))])
+    faces["vertex_indices"] = tri
+    face = PlyElement.describe(faces, "face", len_types={"vertex_indices": "u1"})
+    PlyData([vertex, face], text=not binary).write(tmp)
+
+
+def _write_stl(tmp: str, pos: np.ndarray, tri: np.ndarray, binary: bool):
+    import trimesh
+    from trimesh.exchange.stl import export_stl, export_stl_ascii
+    mesh = trimesh.Trimesh(vertices=pos, faces=tri, process=False, validate=False)
+    if binary:
+        with open(tmp, "wb") as f:
+            f.write(export_stl(mesh))
+    else:
+        with open(tmp, "w") as f:
+            f.write(export_stl_ascii(mesh))
+
+
+def _write_meshio(tmp: str, pos: np.ndarray, tri: np.ndarray, fmt: str, binary: bool):
+    import meshio
+    if fmt not in ("off", "obj"):  # text formats keep float32 for its shortest decimals
+        pos = pos.astype(np.float64)
+    mesh = meshio.Mesh(pos, [("triangle", tri.astype(np.int64))])
+    kwargs = {}
+    if fmt in ("vtk", "vtu", "gmsh"):
+        kwargs["binary"] = binary
+    meshio.write(tmp, mesh, file_format=fmt, **kwargs)
+
+
+def write_mesh(path: PathLike, data_or_pos: Union[Data, Tensor, np.ndarray],
+               face: Optional[Union[Tensor, np.ndarray]] = None,
+               file_format: Optional[str] = None, binary: bool = True,
+               vertex_attrs: Sequence[str] = ()) -> None:
+    r"""Writes a triangle mesh, atomically: the file is written to a temporary
+    file in the same folder, then moved over ``path`` with :func:`os.replace`,
+    so a failed write leaves an existing ``path`` untouched.
+
+    Text formats (OFF, OBJ, ASCII PLY) store the shortest decimal that reads
+    back to the same float32 value, so float32 meshes round-trip exactly.
+
+    Args:
+        path (str or os.PathLike): the file; the extension picks the format.
+        data_or_pos (Data or torch.Tensor or numpy.ndarray): a ``Data`` with
+            ``pos`` and ``face`` (and, for PLY, optional ``normal`` / ``color``),
+            or the positions :math:`[N, 3]`.
+        face (torch.Tensor or numpy.ndarray, optional): triangles :math:`[3, F]`;
+            overrides ``data.face``. (default: :obj:`None`)
+        file_format (str, optional): overrides the extension. (default: :obj:`None`)
+        binary (bool, optional): binary PLY / STL / VTK / VTU / Gmsh rather than
+            ASCII. (default: :obj:`True`)
+        vertex_attrs (Sequence[str], optional): names of further per-vertex
+            attributes of ``data`` (each :math:`[N]`) to store as PLY vertex
+            properties. PLY only. (default: :obj:`()`)
+    """
+    what = f"write_mesh('{os.fspath(path)}')"
+    fmt = resolve_format(path, file_format, MESH_EXTENSIONS, "write mesh")
+    pos, attrs = split_data(data_or_pos, what)
+    pos = check_pos(pos, what)
+    if face is None:
+        face = attrs.get("face")
+        if face is None:
+            raise ValueError(f"{what} needs faces: pass 'face' or a Data with 'face'")
+    tri = _check_face(to_numpy(face, "face"), pos.shape[0], what).T.copy()
+    pos = pos.astype(np.float64 if pos.dtype == np.float64 else np.float32)
+    extra = {}
+    for name in vertex_attrs:
+        if name not in attrs:
+            raise ValueError(f"{what}: vertex attribute '{name}' is not in the data "
+                             f"(has {sorted(attrs)})")
+        extra[name] = to_numpy(attrs[name], name)
+    if extra and fmt != "ply":
+        raise ValueError(f"{what}: vertex_attrs {sorted(extra)} can only be stored in PLY "
+                         f"files (got format '{fmt}')")
+    with atomic_path(path) as tmp:
+        if fmt == "ply":
+            ply_attrs = {k: to_numpy(attrs[k], k) for k in ("normal", "color") if
+                         attrs.get(k) is not None}
+            ply_attrs.update(extra)
+            _write_ply(tmp, pos, tri, ply_attrs, binary, what)
+        elif fmt == "stl":
+            _write_stl(tmp, pos, tri, binary)
+        else:
+            _write_meshio(tmp, pos, tri, fmt, binary)
