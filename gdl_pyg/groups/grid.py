@@ -243,11 +243,25 @@ class CyclicGroup(Group):
             return torch.rot90(t, k90, dims=(-2, -1))
         return f
 
+    def _lifted_order(self, data: Data) -> int:
+        if "group_elem" not in data:
+            return 1
+        order = int(data.group_elem.max()) + 1
+        if order == self.order or (order == 2 * self.N and not self.reflections):
+            return order
+        raise ValueError(f"'{self.name}' cannot act on a grid lifted with {order} group "
+                         f"elements: expected {self.order}" +
+                         ("" if self.reflections else f" or {2 * self.N} (D{self.N})"))
+
     def act(self, g: int, data: Data, fields: Optional[Mapping[str, Any]] = None) -> Data:
         fields = self._fields(fields)
         if _is_grid(data):
-            order = self.order if "group_elem" in data else 1
-            elem_map = [self.compose(g, h) for h in range(order)] if order > 1 else None
+            order = self._lifted_order(data)
+            compose = self.compose
+            if order == 2 * self.N and not self.reflections:
+                # a rotation acting on a grid lifted with D_N: r^k is element k of D_N
+                compose = DihedralGroup(self.N).compose
+            elem_map = [compose(g, h) for h in range(order)] if order > 1 else None
             out = grid_transform(data, self._spatial(g), elem_map, order)
             skip = {"pos"}
         else:

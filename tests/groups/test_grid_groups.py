@@ -98,3 +98,18 @@ def test_bad_group_arguments():
         DihedralGroup(4).compose(8, 0)
     with pytest.raises(TypeError, match="mapping"):
         CyclicGroup(4).act(1, grid_to_data(torch.randn(1, 2, 2)), fields=["x"])
+
+
+def test_rotations_act_on_dihedrally_lifted_grids():
+    from torch_geometric.data import Data
+    pix = grid_to_data(torch.randn(1, 4, 4, dtype=torch.float64))
+    n = pix.num_nodes
+    lifted = Data(x=torch.randn(n * 8, 1, dtype=torch.float64), pos=pix.pos.repeat_interleave(8, 0),
+                  group_elem=torch.arange(8).repeat(n), grid_shape=pix.grid_shape)
+    C4, D4 = CyclicGroup(4), DihedralGroup(4)
+    for k in C4.elements():  # r^k in C4 is element k of D4
+        assert torch.equal(C4.act(k, lifted).x, D4.act(k, lifted).x)
+    p4_lifted = Data(x=torch.randn(n * 4, 1), pos=pix.pos.repeat_interleave(4, 0),
+                     group_elem=torch.arange(4).repeat(n), grid_shape=pix.grid_shape)
+    with pytest.raises(ValueError, match="lifted with 4"):
+        D4.act(5, p4_lifted)
