@@ -10,8 +10,9 @@ Layout of a grid ``Data`` (``d`` = 2 for images, 3 for volumes):
 * ``edge_index [2, E]``: an edge ``j -> i`` for every pixel ``j`` in the
   :math:`(2r+1)^d` stencil around pixel ``i`` (self loops included), sorted by
   offset, then by target;
-* ``edge_offset [E, d]`` (long): ``pos_j - pos_i`` (taken modulo the grid on a
-  periodic grid), the relative position that grid kernels are indexed by;
+* ``edge_offset [E, d]`` (long): the stencil offset ``o`` of the edge,
+  ``pos_j = pos_i + o`` (modulo the grid size on a periodic grid), the relative
+  position that grid kernels are indexed by;
 * ``batch [N]`` when several grids are stored in one ``Data``.
 """
 import itertools

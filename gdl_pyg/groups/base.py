@@ -40,15 +40,23 @@ def attr_level(data: Data, key: str) -> str:
     ``"edge_index"``, ``"graph"`` or ``"other"``.
 
     Unlike PyG's cached heuristics this is recomputed each time, so it stays
-    right while attributes are replaced. Keys containing ``"edge"`` are edge
+    right while attributes are replaced. ``face`` and other ``*index*`` keys
+    holding node indices (``[2, *]`` / ``[3, *]`` integer tensors) are
+    ``"index"`` (relabelled by node permutations); ``face_*`` and
+    ``laplacian_*`` keys are ``"other"``; keys containing ``"edge"`` are edge
     attributes; ``batch`` / ``ptr`` are handled specially; a tensor whose first
     dimension is the number of nodes is node-level; ``y`` / ``*_graph`` keys
     whose first dimension is the number of graphs are graph-level.
     """
     value = data[key]
-    if key in ("edge_index", "adj_t", "face"):
-        return key if key == "edge_index" else "other"
+    if key == "edge_index":
+        return "edge_index"
     if not isinstance(value, Tensor) or value.dim() == 0:
+        return "other"
+    if (key == "face" or "index" in key) and value.dim() == 2 and value.size(0) in (2, 3) \
+            and not value.is_floating_point():
+        return "index"  # node indices (PyG's __inc__ rule): relabelled, not gathered
+    if key.startswith(("face_", "laplacian_", "adj")):
         return "other"
     if key == "batch":
         return "node"
@@ -115,8 +123,9 @@ class Group(ABC):
 def permute_nodes(data: Data, perm: Tensor, num_nodes: Optional[int] = None) -> Data:
     r"""Relabels the nodes of ``data``: new node ``i`` is old node ``perm[i]``.
 
-    Node-level attributes are gathered, ``edge_index`` is relabelled (the edge
-    order and edge attributes are kept), everything else is copied.
+    Node-level attributes are gathered, ``edge_index``, ``face`` and other
+    node-index tensors are relabelled (the edge order and edge attributes are
+    kept), everything else is copied.
     """
     out = data.clone()
     n = data.num_nodes if num_nodes is None else num_nodes
@@ -128,7 +137,7 @@ def permute_nodes(data: Data, perm: Tensor, num_nodes: Optional[int] = None) -> 
         level = attr_level(data, key)
         if level == "node":
             out[key] = data[key][perm.to(data[key].device)]
-        elif level == "edge_index":
+        elif level in ("edge_index", "index"):
             out[key] = inv.to(data[key].device)[data[key]]
     return out
 

@@ -24,7 +24,7 @@ from torch_geometric.data import Data
 
 from gdl_pyg.groups.base import TRIVIAL, Group, apply_matrix
 
-__all__ = ["SO2", "SO3", "O3", "E3", "random_rotation"]
+__all__ = ["SO2", "SO3", "O3", "E3", "random_rotation", "wigner_D"]
 
 
 def random_rotation(generator: Optional[torch.Generator] = None,
@@ -36,6 +36,46 @@ def random_rotation(generator: Optional[torch.Generator] = None,
     if torch.det(Q) < 0:
         Q[:, 0] = -Q[:, 0]
     return Q.to(dtype)
+
+
+def _fibonacci_sphere(n: int) -> Tensor:
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / n
+    phi = i * math.pi * (3 - math.sqrt(5))
+    rho = torch.sqrt(1 - z * z)
+    return torch.stack([rho * torch.cos(phi), rho * torch.sin(phi), z], dim=-1)
+
+
+def wigner_D(irreps: Any, Q: Tensor) -> Tensor:
+    r"""The block-diagonal matrix of an e3nn ``Irreps`` at ``Q`` in O(3), in float64.
+
+    e3nn's ``Irreps.D_from_matrix`` goes through Euler angles and float32
+    tables (errors around 1e-7), too coarse for float64 equivariance checks.
+    Here each block :math:`D_l(R)` is solved from e3nn's (exact, polynomial)
+    real spherical harmonics, :math:`Y_l(R x) = D_l(R) Y_l(x)`, on fixed
+    probe directions, and multiplied by the parity :math:`p^{[\det Q < 0]}`.
+    Agrees with e3nn's convention (tested) to round-off.
+    """
+    from e3nn import o3
+    irreps = o3.Irreps(irreps)
+    Q = torch.as_tensor(Q, dtype=torch.float64)
+    det = float(torch.det(Q))
+    R = Q * (1.0 if det > 0 else -1.0)
+    blocks, cache = [], {}
+    for mul, ir in irreps:
+        if ir.l not in cache:
+            if ir.l == 0:
+                cache[0] = torch.ones(1, 1, dtype=torch.float64)
+            else:
+                probe = _fibonacci_sphere(4 * ir.l + 8)
+                Y = o3.spherical_harmonics(ir.l, probe, normalize=True)          # [P, 2l+1]
+                YR = o3.spherical_harmonics(ir.l, probe @ R.T, normalize=True)  # [P, 2l+1]
+                cache[ir.l] = torch.linalg.lstsq(Y, YR).solution.T
+        D = cache[ir.l] * (ir.p if det < 0 else 1)
+        blocks.extend([D] * mul)
+    if not blocks:
+        return torch.zeros(0, 0, dtype=torch.float64)
+    return torch.block_diag(*blocks)
 
 
 def _rot2(angle: float) -> Tensor:
@@ -70,7 +110,7 @@ class _MatrixGroup(Group):
             if irreps.dim != dim:
                 raise ValueError(f"Representation {rep!r} has dimension {irreps.dim}, but the "
                                  f"feature's last dimension is {dim}")
-            return irreps.D_from_matrix(Q)
+            return wigner_D(irreps, Q)
         raise ValueError(f"'{self.name}' does not know the representation {rep!r}")
 
     def act(self, g: Any, data: Data, fields: Optional[Mapping[str, Any]] = None) -> Data:

@@ -64,17 +64,21 @@ class TimeWarping(Group):
                 raise ValueError(f"'TimeWarping' acts trivially on fibres; field '{key}' was "
                                  f"declared with representation {rep!r}")
         out = Data()
+        # node k of the warped sequence is original node idx[k]; searchsorted is
+        # much cheaper than repeat_interleave on small tensors
+        total = int(counts.sum())
+        idx = torch.searchsorted(counts.cumsum(0), torch.arange(total), right=True)
         for key in data.keys():
             level = attr_level(data, key)
             value = data[key]
             if level == "node":
-                out[key] = value.repeat_interleave(counts.to(value.device), dim=0)
+                out[key] = value[idx.to(value.device)]
             elif level in ("edge", "edge_index"):
                 continue
             else:
                 out[key] = value
-        batch = out.batch if "batch" in out else torch.zeros(int(counts.sum()), dtype=torch.long)
+        batch = out.batch if "batch" in out else torch.zeros(total, dtype=torch.long)
         if "edge_index" in data:
             out.edge_index = path_edge_index(batch.to(data.edge_index.device))
-        out.num_nodes = int(counts.sum())
+        out.num_nodes = total
         return out

@@ -5,6 +5,7 @@ import torch
 from torch_geometric.data import Data
 
 from gdl_pyg.groups import E3, O3, SO2, SO3, random_rotation
+from gdl_pyg.groups.euclidean import wigner_D
 
 
 def test_random_rotation_is_a_rotation():
@@ -37,15 +38,24 @@ def test_irreps_fibres_follow_e3nn():
     irreps = o3.Irreps("2x0e + 1x1o + 1x2e")
     gen = torch.Generator().manual_seed(3)
     Q = O3().sample(generator=gen)
-    x = torch.randn(5, irreps.dim, dtype=torch.float64)
+    x = torch.randn(5, irreps.dim, dtype=torch.float64, generator=gen)
     out = O3().act(Q, Data(x=x, num_nodes=5), fields={"x": "2x0e + 1x1o + 1x2e"})
-    assert torch.allclose(out.x, x @ irreps.D_from_matrix(Q).T)
+    # same convention as e3nn (whose own D is only float32-accurate)
+    assert torch.allclose(out.x, x @ irreps.D_from_matrix(Q).T, atol=1e-5)
+    D = wigner_D(irreps, Q)
+    assert torch.allclose(D @ D.T, torch.eye(irreps.dim, dtype=torch.float64), atol=1e-13)
+    Q2 = O3().sample(generator=gen)
+    assert torch.allclose(wigner_D(irreps, Q @ Q2), D @ wigner_D(irreps, Q2), atol=1e-13)
     # spherical harmonics of rotated points are the rotated spherical harmonics
-    pos = torch.randn(5, 3, dtype=torch.float64)
+    pos = torch.randn(5, 3, dtype=torch.float64, generator=gen)
     sh = o3.spherical_harmonics("1o + 2e", pos, normalize=True)
     out = SO3().act(Q * torch.det(Q), Data(pos=pos, sh=sh), fields={"sh": "1o + 2e"})
     assert torch.allclose(o3.spherical_harmonics("1o + 2e", out.pos, normalize=True), out.sh,
-                          atol=1e-12)
+                          atol=1e-13)
+    # parity: under -I, odd-l harmonics flip sign, as the 1o/2e irreps say
+    neg = O3().act(-torch.eye(3, dtype=torch.float64), Data(pos=pos, sh=sh), fields={"sh": "1o + 2e"})
+    assert torch.allclose(o3.spherical_harmonics("1o + 2e", neg.pos, normalize=True), neg.sh,
+                          atol=1e-13)
     with pytest.raises(ValueError, match="dimension"):
         SO3().act(Q, Data(x=x), fields={"x": "1x1o"})
     with pytest.raises(ValueError, match="representation"):

@@ -99,3 +99,18 @@ def test_time_warping_repeats_steps_and_rebuilds_path():
         W.act(torch.zeros(6, dtype=torch.long), data)
     with pytest.raises(ValueError, match="max_repeat"):
         TimeWarping(0)
+
+
+def test_permutations_relabel_faces_and_index_tensors():
+    gen = torch.Generator().manual_seed(5)
+    pos = torch.randn(6, 3, generator=gen)
+    face = torch.tensor([[0, 1, 2], [2, 3, 4], [4, 5, 0]]).T
+    lap_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    data = Data(pos=pos, face=face, laplacian_index=lap_index,
+                laplacian_weight=torch.randn(3, generator=gen), face_area=torch.rand(3, generator=gen))
+    perm = Permutations().sample(data, generator=gen)
+    out = Permutations().act(perm, data)
+    assert torch.equal(out.pos[out.face], data.pos[data.face])
+    assert torch.equal(out.pos[out.laplacian_index], data.pos[data.laplacian_index])
+    assert torch.equal(out.face_area, data.face_area)
+    assert torch.equal(out.laplacian_weight, data.laplacian_weight)
