@@ -1,0 +1,20 @@
+r"""Training with Lightning: graph-level tasks, data modules of PyG graphs,
+callbacks, and the ``gdl-pyg`` command (:func:`gdl_pyg.lightning.cli.main`)."""
+from gdl_pyg.lightning.callbacks import LearningCurvePlot, ResultsPrinter
+from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rotate_images
+from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
+from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
+
+__all__ = [
+    "GraphLevelTask",
+    "GraphClassificationTask",
+    "GraphRegressionTask",
+    "GraphDataModule",
+    "RotatedDigitsDataModule",
+    "rotate_images",
+    "TimeWarpDataModule",
+    "make_event_sequences",
+    "warp_sequences",
+    "LearningCurvePlot",
+    "ResultsPrinter",
+]

@@ -1,0 +1,10 @@
+r"""Ready models assembled from the blueprint, one per domain."""
+from gdl_pyg.nn.models.gcnn import GCNN
+from gdl_pyg.nn.models.grid_cnn import GridCNN
+from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
+
+__all__ = [
+    "GridCNN",
+    "GCNN",
+    "SequenceClassifier",
+]

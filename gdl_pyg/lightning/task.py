@@ -1,0 +1,317 @@
+r"""Lightning tasks for graph-level prediction with any ``gdl_pyg`` model.
+
+A task wraps a model (any :class:`torch.nn.Module` called as ``model(batch)``
+on a PyG :class:`~torch_geometric.data.Batch`, returning ``[num_graphs, out]``)
+with a loss, metrics and an optimizer, in the style of torchgeo's tasks:
+:class:`GraphLevelTask` calls the template methods :meth:`configure_models`,
+:meth:`configure_losses` and :meth:`configure_metrics`, which subclasses fill.
+
+Logged names: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, and one
+set per test dataloader, suffixed by the data module's
+:attr:`~gdl_pyg.lightning.data.GraphDataModule.test_names` (e.g.
+``test/acc_upright``, ``test/acc_rotated``).
+"""
+from typing import Any, Dict, Literal, Optional, Tuple
+
+import torch
+import torchmetrics
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+__all__ = ["GraphLevelTask", "GraphClassificationTask", "GraphRegressionTask"]
+
+
+def _cli_hparams_given() -> bool:
+    r"""Whether the module is being built by :class:`LightningCLI`, which
+    hands :meth:`save_hyperparameters` the *config* of every argument (so the
+    nested ``model`` is stored as ``class_path`` / ``init_args`` and
+    :meth:`load_from_checkpoint` can rebuild it)."""
+    try:  # a private hook of Lightning >= 2.3; without it the model is not stored
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+def _check_model(cls: str, model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"'{cls}' expected 'model' to be a torch.nn.Module (got "
+                        f"{type(model).__name__}); from the CLI give it as "
+                        f"'class_path' / 'init_args'")
+
+
+class GraphLevelTask(LightningModule):
+    r"""The base task for models with one output row per graph.
+
+    Subclasses implement :meth:`configure_losses`, :meth:`configure_metrics`
+    (a :class:`torchmetrics.MetricCollection` with keys such as ``"acc"``) and
+    :meth:`_targets`. The model is called as ``model(batch)`` and must return
+    ``[num_graphs, out]``.
+
+    Args:
+        model (torch.nn.Module): the network, ``model(batch) -> [num_graphs, out]``.
+            From the CLI, give it as ``class_path`` / ``init_args``.
+        lr (float, optional): the learning rate. (default: :obj:`1e-3`)
+        weight_decay (float, optional): weight decay of the optimizer
+            (decoupled for ``"adamw"``). (default: :obj:`0.0`)
+        optimizer (str, optional): ``"adam"`` or ``"adamw"``.
+            (default: :obj:`"adam"`)
+        scheduler (str, optional): ``"none"`` or ``"cosine"`` (cosine annealing
+            of the learning rate to :obj:`min_lr` over ``max_epochs``).
+            (default: :obj:`"none"`)
+        min_lr (float, optional): the final learning rate of the cosine
+            schedule. (default: :obj:`0.0`)
+    """
+
+    def __init__(self, model: torch.nn.Module, lr: float = 1e-3, weight_decay: float = 0.0,
+                 optimizer: Literal["adam", "adamw"] = "adam",
+                 scheduler: Literal["none", "cosine"] = "none", min_lr: float = 0.0):
+        super().__init__()
+        name = type(self).__name__
+        _check_model(name, model)
+        if not lr > 0:
+            raise ValueError(f"'{name}' expected a positive learning rate (got {lr!r})")
+        if weight_decay < 0 or min_lr < 0:
+            raise ValueError(f"'{name}' expected non-negative weight_decay and min_lr (got "
+                             f"{weight_decay!r}, {min_lr!r})")
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"'{name}' expected optimizer 'adam' or 'adamw' (got {optimizer!r})")
+        if scheduler not in ("none", "cosine"):
+            raise ValueError(f"'{name}' expected scheduler 'none' or 'cosine' "
+                             f"(got {scheduler!r})")
+        # From the CLI the model's config is stored (and rebuilt on loading a
+        # checkpoint); a model object passed in Python is not pickled into hparams.
+        self.save_hyperparameters(ignore=[] if _cli_hparams_given() else ["model"])
+        self.model = model
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ------------------------------------------------------ template methods
+    def configure_models(self) -> None:
+        r"""Builds submodules around :attr:`model` (none by default)."""
+
+    def configure_losses(self) -> None:
+        r"""Sets :attr:`criterion`, ``criterion(output, target) -> loss``."""
+        raise NotImplementedError
+
+    def configure_metrics(self) -> None:
+        r"""Sets :attr:`train_metrics`, :attr:`val_metrics` and the template
+        :attr:`metrics` (a :class:`torchmetrics.MetricCollection`) that is
+        cloned for every test / predict dataloader."""
+        raise NotImplementedError
+
+    def _targets(self, batch: Any, out: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- helpers
+    def _init_metric_collections(self, metrics: torchmetrics.MetricCollection) -> None:
+        self.metrics = metrics
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        # one collection per test dataloader, created on first use
+        self.test_metrics = torch.nn.ModuleDict()
+
+    def forward(self, batch: Any) -> Tensor:
+        out = self.model(batch)
+        num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else None
+        if not isinstance(out, Tensor) or out.dim() != 2 or (
+                num_graphs is not None and out.size(0) != num_graphs):
+            shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"'{type(self).__name__}' expected the model to return "
+                             f"[num_graphs, out] = [{num_graphs}, out] (got {shape})")
+        return out
+
+    def _test_name(self, dataloader_idx: int) -> str:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "test_names", None) if dm is not None else None
+        if names and dataloader_idx < len(names):
+            return str(names[dataloader_idx])
+        return str(dataloader_idx)
+
+    def _test_collection(self, dataloader_idx: int) -> Tuple[str, torchmetrics.MetricCollection]:
+        r"""The ``(ModuleDict key, metric collection)`` of a test dataloader,
+        created on first use (named ``test/<metric>_<test set name>``, or
+        ``test/<metric>`` for a single unnamed test set)."""
+        if self._num_test_loaders() > 1 or self._test_name(0) != "0":
+            name = self._test_name(dataloader_idx)
+            key, postfix = "_" + name.replace(".", "_"), f"_{name}"
+        else:
+            key, postfix = "_single", None
+        if key not in self.test_metrics:
+            self.test_metrics[key] = self.metrics.clone(prefix="test/", postfix=postfix
+                                                        ).to(self.device)
+        return key, self.test_metrics[key]
+
+    def _num_test_loaders(self) -> int:
+        loaders = getattr(self.trainer, "test_dataloaders", None)
+        return len(loaders) if isinstance(loaders, (list, tuple)) else 1
+
+    # ---------------------------------------------------------------- steps
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        out = self(batch)
+        y = self._targets(batch, out)
+        loss = self.criterion(out, y)
+        bs = batch.num_graphs
+        self.log("train/loss", loss, batch_size=bs, on_step=False, on_epoch=True,
+                 prog_bar=True)
+        self.train_metrics(out.detach(), y)
+        self.log_dict(self.train_metrics, batch_size=bs, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        out = self(batch)
+        y = self._targets(batch, out)
+        bs = batch.num_graphs
+        self.log("val/loss", self.criterion(out, y), batch_size=bs, prog_bar=True,
+                 add_dataloader_idx=False)
+        self.val_metrics(out, y)
+        self.log_dict(self.val_metrics, batch_size=bs, prog_bar=True, add_dataloader_idx=False)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        out = self(batch)
+        y = self._targets(batch, out)
+        bs = batch.num_graphs
+        key, metrics = self._test_collection(dataloader_idx)
+        loss_name = "test/loss" + (metrics.postfix or "")
+        self.log(loss_name, self.criterion(out, y), batch_size=bs, add_dataloader_idx=False)
+        metrics.update(out, y)
+        # The collections are created on demand (one per test dataloader), after
+        # Lightning has mapped its Metric attributes, so each metric is logged
+        # with its attribute path; Lightning computes and resets it per epoch.
+        for base, metric in metrics.items(keep_base=True, copy_state=False):
+            self.log(f"{metrics.prefix}{base}{metrics.postfix or ''}", metric, batch_size=bs,
+                     add_dataloader_idx=False, metric_attribute=f"test_metrics.{key}.{base}")
+
+    def configure_optimizers(self) -> Dict[str, Any]:
+        hp = self.hparams
+        opt_cls = torch.optim.AdamW if hp.get("optimizer", "adam") == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp.get("scheduler", "none") == "cosine":
+            max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+            t_max = max_epochs if isinstance(max_epochs, int) and max_epochs > 0 else 1
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=t_max, eta_min=hp.get("min_lr", 0.0))
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return {"optimizer": optimizer}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r})"
+
+
+class GraphClassificationTask(GraphLevelTask):
+    r"""Graph classification: cross-entropy on logits ``[num_graphs, C]``,
+    accuracy (micro, ``"acc"``) and macro F1 (``"f1"``) via torchmetrics;
+    :meth:`predict_step` returns the predicted classes ``[num_graphs]``.
+
+    Args:
+        model (torch.nn.Module): ``model(batch) -> [num_graphs, num_classes]``
+            logits.
+        num_classes (int, optional): the number of classes; by default the
+            model's ``num_classes`` attribute. (default: :obj:`None`)
+        label_smoothing (float, optional): label smoothing of the
+            cross-entropy. (default: :obj:`0.0`)
+        lr (float, optional): see :class:`GraphLevelTask`. (default: :obj:`1e-3`)
+        weight_decay (float, optional): (default: :obj:`0.0`)
+        optimizer (str, optional): ``"adam"`` or ``"adamw"``.
+            (default: :obj:`"adam"`)
+        scheduler (str, optional): ``"none"`` or ``"cosine"``.
+            (default: :obj:`"none"`)
+        min_lr (float, optional): (default: :obj:`0.0`)
+    """
+
+    def __init__(self, model: torch.nn.Module, num_classes: Optional[int] = None,
+                 label_smoothing: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 optimizer: Literal["adam", "adamw"] = "adam",
+                 scheduler: Literal["none", "cosine"] = "none", min_lr: float = 0.0):
+        _check_model(type(self).__name__, model)
+        if num_classes is None:
+            num_classes = getattr(model, "num_classes", None)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"'{type(self).__name__}' expected 'num_classes' >= 2, or a model "
+                             f"with an integer 'num_classes' attribute (got {num_classes!r})")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"'{type(self).__name__}' expected label_smoothing in [0, 1) "
+                             f"(got {label_smoothing!r})")
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        super().__init__(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                         scheduler=scheduler, min_lr=min_lr)
+
+    def configure_losses(self) -> None:
+        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+
+    def configure_metrics(self) -> None:
+        C = self.num_classes
+        self._init_metric_collections(torchmetrics.MetricCollection({
+            "acc": torchmetrics.classification.MulticlassAccuracy(C, average="micro"),
+            "f1": torchmetrics.classification.MulticlassF1Score(C, average="macro"),
+        }, compute_groups=False))
+
+    def _targets(self, batch: Any, out: Tensor) -> Tensor:
+        y = batch.y.view(-1).long()
+        if out.size(-1) != self.num_classes:
+            raise ValueError(f"'{type(self).__name__}' expected logits of shape "
+                             f"[num_graphs, {self.num_classes}] (got {list(out.shape)})")
+        return y
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        r"""The predicted class of every graph, ``[num_graphs]``."""
+        return self(batch).argmax(dim=-1)
+
+
+class GraphRegressionTask(GraphLevelTask):
+    r"""Graph regression: outputs ``[num_graphs, num_outputs]`` against
+    targets ``y`` of the same shape (or ``[num_graphs]`` for one output);
+    mean squared / absolute error (``"mse"``, ``"mae"``) via torchmetrics;
+    :meth:`predict_step` returns the outputs.
+
+    Args:
+        model (torch.nn.Module): ``model(batch) -> [num_graphs, num_outputs]``.
+        loss (str, optional): ``"mse"``, ``"l1"`` or ``"smooth_l1"``.
+            (default: :obj:`"mse"`)
+        lr (float, optional): see :class:`GraphLevelTask`. (default: :obj:`1e-3`)
+        weight_decay (float, optional): (default: :obj:`0.0`)
+        optimizer (str, optional): ``"adam"`` or ``"adamw"``.
+            (default: :obj:`"adam"`)
+        scheduler (str, optional): ``"none"`` or ``"cosine"``.
+            (default: :obj:`"none"`)
+        min_lr (float, optional): (default: :obj:`0.0`)
+    """
+
+    def __init__(self, model: torch.nn.Module, loss: Literal["mse", "l1", "smooth_l1"] = "mse",
+                 lr: float = 1e-3, weight_decay: float = 0.0,
+                 optimizer: Literal["adam", "adamw"] = "adam",
+                 scheduler: Literal["none", "cosine"] = "none", min_lr: float = 0.0):
+        if loss not in ("mse", "l1", "smooth_l1"):
+            raise ValueError(f"'{type(self).__name__}' expected loss 'mse', 'l1' or "
+                             f"'smooth_l1' (got {loss!r})")
+        self.loss = loss
+        super().__init__(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                         scheduler=scheduler, min_lr=min_lr)
+
+    def configure_losses(self) -> None:
+        self.criterion = {"mse": torch.nn.MSELoss, "l1": torch.nn.L1Loss,
+                          "smooth_l1": torch.nn.SmoothL1Loss}[self.loss]()
+
+    def configure_metrics(self) -> None:
+        self._init_metric_collections(torchmetrics.MetricCollection({
+            "mse": torchmetrics.MeanSquaredError(),
+            "mae": torchmetrics.MeanAbsoluteError(),
+        }, compute_groups=False))
+
+    def _targets(self, batch: Any, out: Tensor) -> Tensor:
+        y = batch.y.to(out.dtype)
+        if y.dim() == 1:
+            y = y.view(-1, 1)
+        if y.numel() == out.numel():
+            y = y.view(out.size(0), -1)
+        if y.shape != out.shape:
+            raise ValueError(f"'{type(self).__name__}' expected targets 'y' of shape "
+                             f"{list(out.shape)} (got {list(batch.y.shape)})")
+        return y
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        r"""The model's outputs ``[num_graphs, num_outputs]``."""
+        return self(batch)

@@ -1,0 +1,86 @@
+r"""Every shipped config runs through the ``gdl-pyg`` command (fit, test and
+predict in ``fast_dev_run`` mode), and the run folder of a real (tiny) fit
+holds the checkpoint, the metrics, the config and the learning curves."""
+import glob
+import json
+import os
+
+import pytest
+
+from gdl_pyg.lightning.cli import config_path, list_configs, main
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "gdl_pyg", "configs")
+CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+
+
+def test_configs_are_shipped():
+    names = [os.path.basename(c)[:-5] for c in CONFIGS]
+    assert "gcnn_digits" in names and "cnn_digits" in names
+    assert list_configs() == sorted(names)
+    assert os.path.samefile(config_path("gcnn_digits"), config_path("gcnn_digits.yaml"))
+    with pytest.raises(ValueError, match="No shipped config"):
+        config_path("no_such_config")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[os.path.basename(c) for c in CONFIGS])
+def test_fast_dev_run(cfg, tmp_path, monkeypatch):
+    # relative paths of the config (runs/...) land in tmp_path, not in the repo
+    monkeypatch.chdir(tmp_path)
+    cfg = os.path.abspath(cfg)
+    common = ["--config", cfg, "--trainer.fast_dev_run", "1",
+              "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu"]
+    main(["fit"] + common)
+    main(["test"] + common)
+    main(["predict"] + common)
+    # fast_dev_run writes no logs, checkpoints or pictures
+    assert not glob.glob(str(tmp_path / "**" / "*.ckpt"), recursive=True)
+    assert not glob.glob(str(tmp_path / "**" / "*.png"), recursive=True)
+
+
+def test_bad_argument_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):  # Literal hyperparameters are validated by the parser
+        main(["fit", "--config", config_path("gcnn_digits"), "--trainer.fast_dev_run", "1",
+              "--model.init_args.scheduler", "linear"])
+
+
+def test_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config_path("gcnn_digits")
+    common = ["--config", cfg, "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+              "--trainer.limit_val_batches", "0.2", "--trainer.limit_test_batches", "0.2"]
+    main(["fit"] + common + ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"])
+    run = tmp_path / "version_0"
+    # the learning curves are a valid PNG image
+    png = run / "learning_curves.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    import matplotlib.image
+    img = matplotlib.image.imread(str(png))
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 200
+    assert img[..., :3].std() > 0.01  # not blank
+    # metrics, resolved config and the best checkpoint by val/acc
+    assert (run / "config.yaml").is_file()
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for key in ("epoch", "train/loss", "train/acc", "val/loss", "val/acc"):
+        assert key in header
+    ckpts = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert len(ckpts) == 1
+
+    # testing the checkpoint logs one accuracy per named test set
+    main(["test"] + common + ["--ckpt_path", str(ckpts[0])])
+    results = json.loads((tmp_path / "version_1" / "test_results.json").read_text())
+    assert {"test/acc_upright", "test/acc_rotated", "test/loss_upright",
+            "test/loss_rotated"} <= set(results)
+    assert all(0.0 <= results[k] <= 1.0 for k in ("test/acc_upright", "test/acc_rotated"))
+
+    # the checkpoint stores the model's config: it loads without the CLI
+    from gdl_pyg.lightning.task import GraphClassificationTask
+    from gdl_pyg.nn.models.gcnn import GCNN
+    task = GraphClassificationTask.load_from_checkpoint(str(ckpts[0]), map_location="cpu")
+    assert isinstance(task.model, GCNN) and task.model.group == "p4"
+    assert task.hparams["lr"] == 0.003
