@@ -1,10 +1,15 @@
 r"""Local equivariant maps, one :class:`~torch_geometric.nn.MessagePassing`
 layer per file; each names its symmetry group in ``group_name``."""
+from gdl_pyg.nn.conv.attentional_conv import AttentionalConv
+from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency
+from gdl_pyg.nn.conv.deep_sets_conv import DeepSetsConv
 from gdl_pyg.nn.conv.gated_lstm_conv import GatedLSTMConv
 from gdl_pyg.nn.conv.gated_recurrent_conv import GatedRecurrentConv
+from gdl_pyg.nn.conv.graph_transformer_conv import GraphTransformerConv, complete_edge_index
 from gdl_pyg.nn.conv.grid_conv import GridConv
 from gdl_pyg.nn.conv.group_conv import GroupConv
 from gdl_pyg.nn.conv.lifting_conv import LiftingConv
+from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
 
 __all__ = [
     "GridConv",
@@ -12,4 +17,11 @@ __all__ = [
     "GroupConv",
     "GatedRecurrentConv",
     "GatedLSTMConv",
+    "DeepSetsConv",
+    "ConvolutionalConv",
+    "AttentionalConv",
+    "MessagePassingConv",
+    "GraphTransformerConv",
+    "gcn_adjacency",
+    "complete_edge_index",
 ]

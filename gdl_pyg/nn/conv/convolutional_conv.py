@@ -1,0 +1,290 @@
+r"""The convolutional flavour of graph neural networks (Bronstein et al. 2021,
+sec. 5.3): :math:`h_u = \phi(x_u, \sum_{v \in \mathcal{N}_u} c_{uv} \psi(x_v))`."""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import reset, zeros
+from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTensor
+from torch_geometric.utils import add_self_loops as add_self_loops_fn
+from torch_geometric.utils import (is_torch_sparse_tensor, scatter, spmm, to_torch_coo_tensor,
+                                   to_torch_csr_tensor)
+
+from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
+                                                  check_module, combine_update)
+from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
+
+__all__ = ["ConvolutionalConv", "static_gcn_norm", "gcn_adjacency"]
+
+
+def static_gcn_norm(edge_index: Tensor, edge_weight: OptTensor, num_nodes: int,
+                    improved: bool = False, add_self_loops: bool = True,
+                    flow: str = "source_to_target",
+                    dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, Tensor]:
+    r"""The coefficients of :func:`torch_geometric.nn.conv.gcn_conv.gcn_norm`
+    for an :obj:`edge_index` tensor, computed without data-dependent shapes so
+    that :func:`torch.compile` captures them in one graph (PyG's version
+    filters existing self loops with boolean masks, i.e. :obj:`nonzero`,
+    which costs 6 graph breaks in torch 2.x).
+
+    Instead of removing existing self loops, their weight is set to zero and
+    moved onto the appended loop of their node (the "remaining self loops" of
+    PyG: an existing loop keeps its weight, other nodes get
+    :obj:`fill_value`); zero-weight edges change no sum, so the result is the
+    same up to the order of floating-point additions. Returns
+    :obj:`(edge_index, edge_weight)` with :math:`E + N` edges when
+    :obj:`add_self_loops`.
+    """
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
+    row, col = edge_index[0], edge_index[1]
+    if add_self_loops:
+        fill = 2. if improved else 1.
+        is_loop = row == col
+        # weight of an existing self loop, written to slot `num_nodes` (a dummy) otherwise
+        slot = torch.where(is_loop, row, torch.full_like(row, num_nodes))
+        loop_weight = edge_weight.new_full((num_nodes + 1, ), fill)
+        loop_weight = loop_weight.scatter_reduce(0, slot, edge_weight, reduce="amax",
+                                                 include_self=False)[:num_nodes]
+        edge_weight = torch.cat([edge_weight.masked_fill(is_loop, 0.), loop_weight])
+        loop_index = torch.arange(num_nodes, device=row.device)
+        row = torch.cat([row, loop_index])
+        col = torch.cat([col, loop_index])
+        edge_index = torch.stack([row, col])
+    idx = col if flow == "source_to_target" else row
+    deg = scatter(edge_weight, idx, 0, dim_size=num_nodes, reduce="sum")
+    deg_inv_sqrt = deg.pow(-0.5)
+    deg_inv_sqrt = deg_inv_sqrt.masked_fill(deg_inv_sqrt == float("inf"), 0.)
+    return edge_index, deg_inv_sqrt[row] * edge_weight * deg_inv_sqrt[col]
+
+
+def gcn_adjacency(edge_index: Tensor, edge_weight: OptTensor = None,
+                  num_nodes: Optional[int] = None, improved: bool = False,
+                  add_self_loops: bool = True, normalize: bool = True,
+                  layout: torch.layout = torch.sparse_csr,
+                  dtype: Optional[torch.dtype] = None) -> Tensor:
+    r"""The transposed sparse adjacency :obj:`adj_t` :math:`(N, N)` holding the
+    coefficients :math:`c_{uv}` of :class:`ConvolutionalConv` (row :math:`u`
+    = target), to be computed once per graph (e.g. in a transform) and passed
+    to a layer built with :obj:`normalize=False, add_self_loops=False`; the
+    layer then runs one sparse matrix product and no normalisation.
+
+    Args:
+        edge_index (torch.Tensor): edge indices :math:`(2, E)`, source first.
+        edge_weight (torch.Tensor, optional): weights :math:`(E)`.
+        num_nodes (int, optional): :math:`N`.
+        improved, add_self_loops, normalize (bool, optional): as in
+            :class:`ConvolutionalConv`.
+        layout (torch.layout, optional): :obj:`torch.sparse_csr` or
+            :obj:`torch.sparse_coo`. (default: :obj:`torch.sparse_csr`)
+        dtype (torch.dtype, optional): the dtype of unit weights.
+    """
+    if layout not in (torch.sparse_csr, torch.sparse_coo):
+        raise ValueError(f"'gcn_adjacency' expected layout torch.sparse_csr or "
+                         f"torch.sparse_coo (got {layout})")
+    N = int(edge_index.max()) + 1 if num_nodes is None else num_nodes
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), device=edge_index.device,
+                                 dtype=dtype or torch.get_default_dtype())
+    if normalize:
+        edge_index, edge_weight = static_gcn_norm(edge_index, edge_weight, N, improved,
+                                                  add_self_loops)
+    elif add_self_loops:
+        edge_index, edge_weight = add_self_loops_fn(edge_index, edge_weight,
+                                                    fill_value=2. if improved else 1.,
+                                                    num_nodes=N)
+    fn = to_torch_csr_tensor if layout == torch.sparse_csr else to_torch_coo_tensor
+    return fn(edge_index.flip(0), edge_weight, size=(N, N))
+
+
+class ConvolutionalConv(MessagePassing):
+    r"""The convolutional flavour of graph neural networks from the
+    `"Geometric Deep Learning: Grids, Groups, Graphs, Geodesics, and Gauges"
+    <https://arxiv.org/abs/2104.13478>`_ book (sec. 5.3): neighbours are
+    weighted by *fixed* coefficients :math:`c_{uv}` that depend on the graph
+    structure only,
+
+    .. math::
+        \mathbf{h}_u = \phi\left(\mathbf{x}_u, \sum_{v \in \mathcal{N}(u)
+        \cup \{u\}} c_{uv}\, \psi(\mathbf{x}_v)\right) ,\qquad
+        c_{uv} = \frac{w_{uv}}{\sqrt{\hat{d}_u \hat{d}_v}},\quad
+        \hat{d}_u = 1 + \sum_{v \in \mathcal{N}(u)} w_{uv},
+
+    with edge weights :math:`w_{uv}` (default 1; an existing self loop keeps
+    its weight, as in PyG's :func:`~torch_geometric.utils.add_remaining_self_loops`).
+    With the defaults
+    (:math:`\psi` linear, :math:`\phi` the identity plus a bias) this is
+    :class:`~torch_geometric.nn.conv.GCNConv` (for sparse adjacency input,
+    like :class:`~torch_geometric.nn.conv.GCNConv`, a self loop is added on
+    top of an existing one); :obj:`normalize=False` uses
+    :math:`c_{uv} = w_{uv}` (plus unit self loops if :obj:`add_self_loops`).
+
+    Because the message :math:`c_{uv}\psi(\mathbf{x}_v)` is linear in the
+    per-node :math:`\psi(\mathbf{x}_v)`, a sparse adjacency input (a
+    :obj:`torch.sparse` COO/CSR tensor or a :class:`torch_sparse.SparseTensor`,
+    transposed like PyG's :obj:`adj_t`) is aggregated by one sparse matrix
+    product; :obj:`edge_index` input takes the gather-scatter path. Normalising
+    a sparse adjacency in every call is costly (PyG's
+    :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` rebuilds it): compute
+    the coefficients once with :func:`gcn_adjacency` and build the layer with
+    :obj:`normalize=False, add_self_loops=False` (or set :obj:`cached=True`
+    for a single static graph).
+
+    Args:
+        in_channels (int or tuple): input width, or a pair (source, target)
+            for bipartite graphs.
+        out_channels (int): output width of :math:`\psi` (and of the layer
+            when :obj:`phi` is :obj:`None`).
+        psi (torch.nn.Module, optional): the node-wise map :math:`\psi`, from
+            source node features to :obj:`out_channels`. (default:
+            :obj:`None`, a linear map without bias)
+        phi (torch.nn.Module, optional): the update :math:`\phi`, applied to
+            the combination of :math:`\mathbf{x}_u` and the aggregation chosen
+            by :obj:`combine`. (default: :obj:`None`, the identity)
+        combine (str, optional): :obj:`"none"`, :obj:`"add"` or :obj:`"cat"`,
+            see :func:`~gdl_pyg.nn.conv.message_passing_conv.combine_update`.
+            (default: :obj:`"none"`)
+        normalize (bool, optional): symmetric normalisation of the coefficients.
+            (default: :obj:`True`)
+        add_self_loops (bool, optional): adds self loops (weight 1, or 2 with
+            :obj:`improved`). (default: :obj:`True`)
+        improved (bool, optional): self loops of weight 2. (default: :obj:`False`)
+        cached (bool, optional): caches the normalised coefficients of the
+            first call (transductive learning on one graph only).
+            (default: :obj:`False`)
+        bias (bool, optional): adds a learnable bias to the aggregation.
+            (default: :obj:`True`)
+        aggr (str, optional): :obj:`"add"` or :obj:`"mean"`. (default: :obj:`"add"`)
+        **kwargs (optional): additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F_{in})` or
+          :math:`((|\mathcal{V_s}|, F_{s}), (|\mathcal{V_t}|, F_{t}))` if bipartite,
+          edge indices :math:`(2, |\mathcal{E}|)` or sparse adjacency
+          :math:`(|\mathcal{V_t}|, |\mathcal{V_s}|)`,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}_t|, F_{out})`
+    """
+    #: The symmetry group of the layer.
+    group_name = "Permutations"
+
+    def __init__(
+        self,
+        in_channels: Union[int, Tuple[int, int]],
+        out_channels: int,
+        psi: Optional[torch.nn.Module] = None,
+        phi: Optional[torch.nn.Module] = None,
+        combine: str = "none",
+        normalize: bool = True,
+        add_self_loops: bool = True,
+        improved: bool = False,
+        cached: bool = False,
+        bias: bool = True,
+        aggr: str = "add",
+        **kwargs,
+    ):
+        name = type(self).__name__
+        check_choice(name, "aggr", aggr, ("add", "sum", "mean"))
+        super().__init__(aggr=aggr, **kwargs)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.combine = check_choice(name, "combine", combine, COMBINE_MODES)
+        self.normalize = normalize
+        self.add_self_loops = add_self_loops
+        self.improved = improved
+        self.cached = cached
+        self._cached_edge_index: Optional[Tuple[Tensor, OptTensor]] = None
+        self._cached_adj_t = None
+        if psi is None:
+            src = in_channels if isinstance(in_channels, int) else in_channels[0]
+            psi = Linear(src, out_channels, bias=False, weight_initializer="glorot")
+        self.psi = check_module(name, "psi", psi)
+        self.phi = check_module(name, "phi", phi)
+        if bias:
+            self.bias = Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for module in (self.psi, self.phi):
+            reset(module)  # PyG's inits.reset: also resets children (e.g. Sequential)
+        zeros(self.bias)
+        self._cached_edge_index = None
+        self._cached_adj_t = None
+
+    def _coefficients(self, edge_index: Adj, edge_weight: OptTensor, num_nodes: int,
+                      dtype: torch.dtype):
+        if self.normalize:
+            if self.cached:
+                cache = self._cached_edge_index if isinstance(
+                    edge_index, Tensor) and not is_torch_sparse_tensor(
+                        edge_index) else self._cached_adj_t
+                if cache is not None:
+                    return cache
+            if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
+                edge_index, edge_weight = static_gcn_norm(edge_index, edge_weight, num_nodes,
+                                                          self.improved, self.add_self_loops,
+                                                          self.flow, dtype)
+            else:
+                edge_index, edge_weight = gcn_norm(edge_index, edge_weight, num_nodes,
+                                                   self.improved, self.add_self_loops,
+                                                   self.flow, dtype)
+            if self.cached:
+                if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
+                    self._cached_edge_index = (edge_index, edge_weight)
+                else:
+                    self._cached_adj_t = (edge_index, edge_weight)
+            return edge_index, edge_weight
+        if self.add_self_loops:
+            fill = 2. if self.improved else 1.
+            if WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor):
+                if not edge_index.has_value():
+                    edge_index = edge_index.fill_value(1., dtype=dtype)
+                edge_index = torch_sparse.fill_diag(edge_index, fill)
+            else:
+                edge_index, edge_weight = add_self_loops_fn(edge_index, edge_weight,
+                                                            fill_value=fill,
+                                                            num_nodes=num_nodes)
+        return edge_index, edge_weight
+
+    def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
+                edge_weight: OptTensor = None, size: Size = None) -> Tensor:
+        x_src, x_dst = _pair(x)
+        bipartite = not isinstance(x, Tensor)
+        if bipartite and (self.normalize or self.add_self_loops):
+            raise ValueError(f"'{type(self).__name__}' received a pair of node features "
+                             f"(bipartite graph) but 'normalize' or 'add_self_loops' is set; "
+                             f"these need a square adjacency: construct it with "
+                             f"normalize=False, add_self_loops=False")
+        if is_torch_sparse_tensor(edge_index) and edge_index.dtype != x_src.dtype:
+            edge_index = edge_index.to(x_src.dtype)  # e.g. a float32 pattern of ones
+        edge_index, edge_weight = self._coefficients(edge_index, edge_weight, x_src.size(0),
+                                                     x_src.dtype)
+        h = self.psi(x_src)
+        if size is None and bipartite and x_dst is not None and isinstance(edge_index, Tensor) \
+                and not is_torch_sparse_tensor(edge_index):
+            size = (x_src.size(0), x_dst.size(0))
+        out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
+        if self.bias is not None:
+            out = out + self.bias
+        out = combine_update(self.combine, x_dst, out)
+        return out if self.phi is None else self.phi(out)
+
+    def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        # sparse adjacency: one sparse-dense matrix product
+        return spmm(adj_t, x, reduce=self.aggr)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"normalize={self.normalize})")

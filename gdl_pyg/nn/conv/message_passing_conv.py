@@ -1,0 +1,260 @@
+r"""The message-passing flavour of graph neural networks (Bronstein et al. 2021,
+sec. 5.3): :math:`h_u = \phi(x_u, \bigoplus_{v \in \mathcal{N}_u} \psi(x_u, x_v, e_{uv}))`.
+
+This module also holds the small helpers shared by the three GNN flavours
+(:func:`combine_update`, :func:`check_module`).
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import reset
+from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, spmm, to_edge_index
+
+from gdl_pyg.typing import WITH_TORCH_SPARSE
+
+__all__ = ["MessagePassingConv", "combine_update", "check_module"]
+
+COMBINE_MODES = ("none", "add", "cat")
+MESSAGE_INPUTS = ("cat", "diff", "args")
+
+
+def check_module(cls: str, name: str, module) -> Optional[torch.nn.Module]:
+    r"""Raises a :class:`TypeError` unless ``module`` is a
+    :class:`torch.nn.Module` or :obj:`None`."""
+    if module is not None and not isinstance(module, torch.nn.Module):
+        raise TypeError(f"'{cls}' expected '{name}' to be a torch.nn.Module or None "
+                        f"(got {type(module).__name__})")
+    return module
+
+
+def check_choice(cls: str, name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"'{cls}' expected '{name}' to be one of {list(choices)} "
+                         f"(got {value!r})")
+    return value
+
+
+def combine_update(mode: str, x_dst: OptTensor, m: Tensor,
+                   eps: Optional[Tensor] = None) -> Tensor:
+    r"""The input of the update function :math:`\phi(x_u, m_u)`: ``"none"``
+    gives :math:`m_u`, ``"add"`` gives :math:`(1 + \epsilon) x_u + m_u` (GIN),
+    ``"cat"`` gives :math:`[x_u \,\Vert\, m_u]`. Without target features
+    (``x_dst`` is :obj:`None`, as in PyG's bipartite convention) it gives
+    :math:`m_u`."""
+    if mode == "none" or x_dst is None:
+        return m
+    if mode == "add":
+        if x_dst.size(-1) != m.size(-1):
+            raise ValueError(f"combine='add' needs node features and aggregated messages of "
+                             f"the same width (got {x_dst.size(-1)} and {m.size(-1)}); use "
+                             f"combine='cat' or a 'psi' that maps to the node width")
+        return m + (x_dst if eps is None else (1 + eps) * x_dst)
+    return torch.cat([x_dst, m], dim=-1)
+
+
+def _pair(x: Union[Tensor, OptPairTensor]) -> Tuple[Tensor, OptTensor]:
+    if isinstance(x, Tensor):
+        return x, x
+    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], Tensor):
+        return x[0], x[1]
+    raise TypeError(f"Expected 'x' to be a Tensor or a pair (x_src, x_dst) of Tensors "
+                    f"(got {type(x).__name__})")
+
+
+class MessagePassingConv(MessagePassing):
+    r"""The message-passing flavour of graph neural networks from the
+    `"Geometric Deep Learning: Grids, Groups, Graphs, Geodesics, and Gauges"
+    <https://arxiv.org/abs/2104.13478>`_ book (sec. 5.3), the most general
+    permutation-equivariant local layer on a graph: a learned message
+    :math:`\psi` of the sender, the receiver and the edge, a permutation
+    invariant aggregation :math:`\bigoplus`, and an update :math:`\phi`
+
+    .. math::
+        \mathbf{h}_u = \phi\left(\mathbf{x}_u, \bigoplus_{v \in \mathcal{N}(u)}
+        \psi(\mathbf{x}_u, \mathbf{x}_v, \mathbf{e}_{uv})\right).
+
+    Both :math:`\psi` and :math:`\phi` are arbitrary user modules. With the
+    defaults (:obj:`psi=None`) the message is :math:`\mathbf{x}_v`, or with edge
+    features :math:`\mathrm{ReLU}(\mathbf{x}_v + \mathbf{\Theta}_e
+    \mathbf{e}_{uv})`, and :obj:`combine="add"` adds :math:`(1 + \epsilon)
+    \mathbf{x}_u`: with :obj:`phi=mlp` this is exactly
+    :class:`~torch_geometric.nn.conv.GINEConv` (or
+    :class:`~torch_geometric.nn.conv.GINConv` without edge features). With
+    :obj:`psi=mlp, message_input="diff", combine="none", aggr="max"` it is
+    :class:`~torch_geometric.nn.conv.EdgeConv`.
+
+    Sparse adjacency (a :obj:`torch.sparse` tensor or a
+    :class:`torch_sparse.SparseTensor`, transposed like PyG's :obj:`adj_t`) is
+    accepted everywhere; edge features then come from its (2-d) values unless
+    :obj:`edge_attr` is given. When :obj:`psi` is :obj:`None` and there are no
+    edge features, the message is linear in :math:`\mathbf{x}_v` and the
+    sparse-adjacency path is one sparse matrix product.
+
+    Args:
+        psi (torch.nn.Module, optional): the message function. It is called on
+            :obj:`message_input`-dependent input (see below). (default:
+            :obj:`None`, the GIN(E) message)
+        phi (torch.nn.Module, optional): the update function, applied to the
+            combination of :math:`\mathbf{x}_u` and the aggregated message
+            chosen by :obj:`combine`. (default: :obj:`None`, the identity)
+        aggr (str, optional): the aggregation :math:`\bigoplus`
+            (:obj:`"add"`, :obj:`"mean"`, :obj:`"max"`, :obj:`"min"`, or any
+            PyG aggregation). (default: :obj:`"add"`)
+        combine (str, optional): the input of :math:`\phi`: :obj:`"add"`
+            (:math:`(1 + \epsilon)\mathbf{x}_u + \mathbf{m}_u`), :obj:`"cat"`
+            (:math:`[\mathbf{x}_u \Vert \mathbf{m}_u]`) or :obj:`"none"`
+            (:math:`\mathbf{m}_u`). (default: :obj:`"add"`)
+        message_input (str, optional): how :obj:`psi` is called:
+            :obj:`"cat"` on :math:`[\mathbf{x}_u \Vert \mathbf{x}_v \Vert
+            \mathbf{e}_{uv}]`, :obj:`"diff"` on :math:`[\mathbf{x}_u \Vert
+            \mathbf{x}_v - \mathbf{x}_u \Vert \mathbf{e}_{uv}]`, :obj:`"args"`
+            as :obj:`psi(x_i, x_j, edge_attr)` (with :obj:`edge_attr=None`
+            when there are no edge features). (default: :obj:`"cat"`)
+        eps (float, optional): :math:`\epsilon` of :obj:`combine="add"`.
+            (default: :obj:`0.`)
+        train_eps (bool, optional): makes :math:`\epsilon` trainable.
+            (default: :obj:`False`)
+        edge_dim (int, optional): edge feature width of the default message;
+            edge features are then mapped to :obj:`in_channels` by a linear
+            layer. (default: :obj:`None`)
+        in_channels (int, optional): the node feature width, needed with
+            :obj:`edge_dim` when :obj:`psi` is :obj:`None`. (default: :obj:`None`)
+        **kwargs (optional): additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F_{in})` or
+          :math:`((|\mathcal{V_s}|, F_{s}), (|\mathcal{V_t}|, F_{t}))`
+          if bipartite,
+          edge indices :math:`(2, |\mathcal{E}|)` or sparse adjacency
+          :math:`(|\mathcal{V_t}|, |\mathcal{V_s}|)`,
+          edge features :math:`(|\mathcal{E}|, D)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, F_{out})` or
+          :math:`(|\mathcal{V}_t|, F_{out})` if bipartite
+    """
+    #: The symmetry group of the layer.
+    group_name = "Permutations"
+
+    def __init__(
+        self,
+        psi: Optional[torch.nn.Module] = None,
+        phi: Optional[torch.nn.Module] = None,
+        aggr: str = "add",
+        combine: str = "add",
+        message_input: str = "cat",
+        eps: float = 0.,
+        train_eps: bool = False,
+        edge_dim: Optional[int] = None,
+        in_channels: Optional[int] = None,
+        **kwargs,
+    ):
+        super().__init__(aggr=aggr, **kwargs)
+        name = type(self).__name__
+        self.psi = check_module(name, "psi", psi)
+        self.phi = check_module(name, "phi", phi)
+        self.combine = check_choice(name, "combine", combine, COMBINE_MODES)
+        self.message_input = check_choice(name, "message_input", message_input, MESSAGE_INPUTS)
+        self.edge_dim = edge_dim
+        self.in_channels = in_channels
+        self.initial_eps = eps
+        if train_eps:
+            self.eps = torch.nn.Parameter(torch.empty(1))
+        else:
+            self.register_buffer("eps", torch.empty(1))
+        if edge_dim is not None and psi is None:
+            if in_channels is None:
+                raise ValueError(f"'{name}' needs 'in_channels' to map edge features of width "
+                                 f"edge_dim={edge_dim} onto node features (got None)")
+            self.lin_edge = Linear(edge_dim, in_channels)
+        else:
+            self.lin_edge = None
+        # The fused sparse path (`message_and_aggregate`) exists for the default,
+        # linear message only; a user `psi` always takes the gather-scatter path.
+        self.fuse = psi is None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for module in (self.psi, self.phi, self.lin_edge):
+            reset(module)  # PyG's inits.reset: also resets children (e.g. Sequential)
+        self.eps.data.fill_(self.initial_eps)
+
+    def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
+                edge_attr: OptTensor = None, size: Size = None) -> Tensor:
+        x_src, x_dst = _pair(x)
+        if edge_attr is None and WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor):
+            edge_attr = edge_index.storage.value()
+            if edge_attr is not None and edge_attr.dim() == 1:
+                edge_attr = None
+        elif edge_attr is None and is_torch_sparse_tensor(edge_index):
+            values = edge_index.values()
+            edge_attr = values if values.dim() > 1 else None
+        out = self.propagate(edge_index, x=(x_src, x_dst), edge_attr=edge_attr, size=size)
+        out = combine_update(self.combine, x_dst, out, self.eps)
+        return out if self.phi is None else self.phi(out)
+
+    def message(self, x_i: OptTensor, x_j: Tensor, edge_attr: OptTensor) -> Tensor:
+        if self.psi is None:
+            if edge_attr is None:
+                return x_j
+            if edge_attr.dim() == 1:
+                edge_attr = edge_attr.view(-1, 1)
+            if self.lin_edge is not None:
+                edge_attr = self.lin_edge(edge_attr)
+            elif edge_attr.size(-1) != x_j.size(-1):
+                raise ValueError(f"Node and edge feature widths differ ({x_j.size(-1)} and "
+                                 f"{edge_attr.size(-1)}); set 'edge_dim' and 'in_channels' "
+                                 f"of '{type(self).__name__}'")
+            return (x_j + edge_attr).relu()
+        if x_i is None:
+            raise ValueError(f"'{type(self).__name__}' with a 'psi' needs target node "
+                             f"features (got x=(x_src, None))")
+        if self.message_input == "args":
+            return self.psi(x_i, x_j, edge_attr)
+        second = x_j - x_i if self.message_input == "diff" else x_j
+        parts = [x_i, second]
+        if edge_attr is not None:
+            parts.append(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+        return self.psi(torch.cat(parts, dim=-1))
+
+    def message_and_aggregate(self, adj_t: Adj, x: OptPairTensor,
+                              edge_attr: OptTensor) -> Tensor:
+        # Only reached for sparse adjacency with `psi=None`.
+        x_src = x[0]
+        if edge_attr is not None:  # non-linear message: gather-scatter fallback
+            if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
+                row, col = adj_t.storage.row(), adj_t.storage.col()
+            else:
+                (row, col), _ = to_edge_index(adj_t)
+            msg = self.message(None, x_src.index_select(0, col), edge_attr)
+            return self.aggregate(msg, row, dim_size=adj_t.size(0))
+        if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
+            adj_t = adj_t.set_value(None, layout=None)
+        elif is_torch_sparse_tensor(adj_t):
+            # the message ignores edge weights: use the pattern only
+            adj_t = _ones_like_sparse(adj_t, x_src.dtype)
+        return spmm(adj_t, x_src, reduce=self.aggr)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(psi={self.psi}, phi={self.phi}, aggr={self.aggr}, "
+                f"combine={self.combine})")
+
+
+def _ones_like_sparse(adj: Tensor, dtype: torch.dtype) -> Tensor:
+    if adj.layout == torch.sparse_csr:
+        return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(),
+                                       torch.ones(adj.col_indices().numel(), dtype=dtype,
+                                                  device=adj.device), adj.size())
+    if adj.layout == torch.sparse_csc:
+        return torch.sparse_csc_tensor(adj.ccol_indices(), adj.row_indices(),
+                                       torch.ones(adj.row_indices().numel(), dtype=dtype,
+                                                  device=adj.device), adj.size())
+    adj = adj.coalesce()
+    return torch.sparse_coo_tensor(adj.indices(), torch.ones(adj.indices().size(1),
+                                                             dtype=dtype, device=adj.device),
+                                   adj.size()).coalesce()

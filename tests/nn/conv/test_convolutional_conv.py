@@ -1,0 +1,190 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GCNConv
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
+
+from gdl_pyg.groups import Permutations
+from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency
+from gdl_pyg.testing import assert_equivariant, with_package
+
+
+def random_graph(num_nodes=12, num_edges=40, channels=8, seed=0, dtype=torch.float64,
+                 loops=False):
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    if loops:  # a few existing self loops, which keep their weight
+        edge_index = torch.cat([edge_index, torch.tensor([[1, 4, 7], [1, 4, 7]])], dim=1)
+    edge_index = torch.unique(edge_index, dim=1)
+    x = torch.randn(num_nodes, channels, generator=gen, dtype=dtype)
+    edge_weight = torch.rand(edge_index.size(1), generator=gen, dtype=dtype) + 0.1
+    return Data(x=x, edge_index=edge_index, edge_weight=edge_weight)
+
+
+def batched():
+    return Batch.from_data_list([random_graph(n, 3 * n, seed=n) for n in (5, 9, 7)])
+
+
+def copy_from(conv, ref):
+    with torch.no_grad():
+        conv.psi.weight.copy_(ref.lin.weight)
+        ref.bias.normal_()
+        conv.bias.copy_(ref.bias)
+
+
+def test_shapes_and_repr():
+    data = random_graph(dtype=torch.float32)
+    conv = ConvolutionalConv(8, 16)
+    assert conv(data.x, data.edge_index).shape == (12, 16)
+    assert str(conv) == "ConvolutionalConv(8, 16, normalize=True)"
+    assert ConvolutionalConv.group_name == "Permutations"
+    phi = torch.nn.Sequential(torch.nn.Linear(8 + 16, 4), torch.nn.ReLU())
+    conv = ConvolutionalConv(8, 16, phi=phi, combine="cat")
+    assert conv(data.x, data.edge_index, data.edge_weight).shape == (12, 4)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="'aggr' to be one of"):
+        ConvolutionalConv(8, 16, aggr="max")
+    with pytest.raises(TypeError, match="'phi' to be a torch.nn.Module"):
+        ConvolutionalConv(8, 16, phi="relu")
+    data = random_graph()
+    with pytest.raises(ValueError, match="bipartite"):
+        ConvolutionalConv(8, 16).double()((data.x, data.x), data.edge_index)
+
+
+@pytest.mark.parametrize("normalize,improved,weighted,loops", [
+    (True, False, False, False), (True, False, True, False), (True, True, True, True),
+    (True, False, True, True), (False, False, True, False)])
+def test_equals_gcnconv(normalize, improved, weighted, loops):
+    data = random_graph(loops=loops)
+    N = data.num_nodes
+    w = data.edge_weight if weighted else None
+    ref = GCNConv(8, 16, normalize=normalize, improved=improved,
+                  add_self_loops=normalize).double()
+    conv = ConvolutionalConv(8, 16, normalize=normalize, improved=improved,
+                             add_self_loops=normalize).double()
+    copy_from(conv, ref)
+    expected = ref(data.x, data.edge_index, w)
+    gather = conv(data.x, data.edge_index, w)  # gather-scatter path
+    assert (gather - expected).abs().max() < 1e-10
+    # sparse-matmul path (message_and_aggregate), torch.sparse CSR and COO adj_t
+    for to_sparse in (to_torch_csr_tensor, to_torch_coo_tensor):
+        adj_t = to_sparse(data.edge_index.flip(0), w, size=(N, N)).to(torch.float64)
+        out = conv(data.x, adj_t)
+        assert (out - ref(data.x, adj_t)).abs().max() < 1e-10
+        if not loops:  # PyG adds loops on top of existing ones for sparse input
+            assert (out - gather).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("layout", [torch.sparse_csr, torch.sparse_coo])
+def test_precomputed_gcn_adjacency(layout):
+    data = random_graph(loops=True)
+    conv = ConvolutionalConv(8, 16, improved=True).double()
+    expected = conv(data.x, data.edge_index, data.edge_weight)
+    adj_t = gcn_adjacency(data.edge_index, data.edge_weight, data.num_nodes, improved=True,
+                          layout=layout)
+    fast = ConvolutionalConv(8, 16, normalize=False, add_self_loops=False).double()
+    fast.load_state_dict(conv.state_dict())
+    assert (fast(data.x, adj_t) - expected).abs().max() < 1e-10
+    adj_t = gcn_adjacency(data.edge_index, None, data.num_nodes, normalize=False,
+                          dtype=torch.float64)
+    plain = ConvolutionalConv(8, 16, normalize=False).double()
+    plain.load_state_dict(conv.state_dict())
+    assert (fast(data.x, adj_t) - plain(data.x, data.edge_index)).abs().max() < 1e-10
+    with pytest.raises(ValueError, match="layout"):
+        gcn_adjacency(data.edge_index, layout=torch.strided)
+
+
+def test_self_loops_without_normalisation_and_mean():
+    data = random_graph()
+    N = data.num_nodes
+    conv = ConvolutionalConv(8, 8, normalize=False, add_self_loops=True, aggr="mean",
+                             bias=False).double()
+    h = conv.psi(data.x)
+    src, dst = data.edge_index
+    expected = h.clone().index_add_(0, dst, data.edge_weight.view(-1, 1) * h[src])
+    expected = expected / (1 + torch.bincount(dst, minlength=N)).unsqueeze(-1)
+    assert (conv(data.x, data.edge_index, data.edge_weight) - expected).abs().max() < 1e-10
+    adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+
+
+def test_bipartite_and_cached():
+    gen = torch.Generator().manual_seed(1)
+    x_src = torch.randn(10, 8, generator=gen, dtype=torch.float64)
+    x_dst = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    edge_index = torch.stack([torch.randint(0, 10, (30, ), generator=gen),
+                              torch.randint(0, 6, (30, ), generator=gen)])
+    edge_index = torch.unique(edge_index, dim=1)  # duplicates would merge in adj_t
+    phi = torch.nn.Linear(4 + 16, 5).double()
+    conv = ConvolutionalConv((8, 4), 16, phi=phi, combine="cat", normalize=False,
+                             add_self_loops=False).double()
+    out = conv((x_src, x_dst), edge_index)
+    h = conv.psi(x_src)
+    agg = torch.zeros(6, 16, dtype=torch.float64).index_add_(0, edge_index[1], h[edge_index[0]])
+    assert (out - phi(torch.cat([x_dst, agg + conv.bias], -1))).abs().max() < 1e-10
+    adj_t = to_torch_csr_tensor(edge_index.flip(0), size=(6, 10))
+    assert (conv((x_src, x_dst), adj_t) - out).abs().max() < 1e-10
+
+    data = random_graph()
+    conv = ConvolutionalConv(8, 16, cached=True).double()
+    first = conv(data.x, data.edge_index)
+    assert conv._cached_edge_index is not None
+    assert (conv(data.x, data.edge_index) - first).abs().max() == 0
+
+
+@with_package("torch_sparse")
+def test_sparse_tensor():
+    from torch_sparse import SparseTensor
+    data = random_graph()
+    N = data.num_nodes
+    ref = GCNConv(8, 16).double()
+    conv = ConvolutionalConv(8, 16).double()
+    copy_from(conv, ref)
+    adj_t = SparseTensor.from_edge_index(data.edge_index, data.edge_weight,
+                                         sparse_sizes=(N, N)).t()
+    expected = ref(data.x, data.edge_index, data.edge_weight)
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+
+
+def test_permutation_equivariance():
+    psi = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh())
+    phi = torch.nn.Sequential(torch.nn.Linear(8 + 16, 4), torch.nn.ReLU())
+    for conv in (ConvolutionalConv(8, 16), ConvolutionalConv(8, 16, psi=psi, phi=phi,
+                                                             combine="cat")):
+        for data in (random_graph(), batched()):
+            assert_equivariant(conv, data, Permutations())
+
+
+def test_checker_fails_on_broken_layer():
+    class Broken(ConvolutionalConv):  # a positional (node-index dependent) term
+        def forward(self, x, edge_index, edge_weight=None):
+            out = super().forward(x, edge_index, edge_weight)
+            return out + torch.linspace(0, 1, x.size(0), dtype=x.dtype).unsqueeze(-1)
+
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(Broken(8, 16), random_graph(), Permutations())
+
+
+def test_compile_no_graph_breaks():
+    data = random_graph(dtype=torch.float32)
+    conv = ConvolutionalConv(8, 16)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(data.x, data.edge_index, data.edge_weight)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1 and not explain.break_reasons
+
+
+def test_compile_sparse_path_no_graph_breaks():
+    # with precomputed coefficients (PyG's gcn_norm on a torch.sparse tensor
+    # fails under torch.compile, in GCNConv as well)
+    data = random_graph(dtype=torch.float32)
+    adj_t = gcn_adjacency(data.edge_index, data.edge_weight, data.num_nodes)
+    conv = ConvolutionalConv(8, 16, normalize=False, add_self_loops=False)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(data.x, adj_t)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1 and not explain.break_reasons
+

@@ -1,0 +1,171 @@
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import EdgeConv, GINConv, GINEConv
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
+
+from gdl_pyg.groups import Permutations
+from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
+from gdl_pyg.testing import assert_equivariant, with_package
+
+
+def random_graph(num_nodes=12, num_edges=40, channels=8, edge_dim=3, seed=0,
+                 dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    edge_index = torch.unique(edge_index, dim=1)  # no duplicate edges (sparse adj)
+    x = torch.randn(num_nodes, channels, generator=gen, dtype=dtype)
+    edge_attr = torch.randn(edge_index.size(1), edge_dim, generator=gen, dtype=dtype)
+    return Data(x=x, edge_index=edge_index, edge_attr=edge_attr)
+
+
+def batched(dtype=torch.float64):
+    return Batch.from_data_list([random_graph(n, 3 * n, seed=n, dtype=dtype)
+                                 for n in (5, 9, 7)])
+
+
+def mlp(i, o):
+    return torch.nn.Sequential(torch.nn.Linear(i, 16), torch.nn.ReLU(), torch.nn.Linear(16, o))
+
+
+def test_shapes_and_repr():
+    data = random_graph(dtype=torch.float32)
+    conv = MessagePassingConv(phi=mlp(8, 32), edge_dim=3, in_channels=8)
+    assert conv(data.x, data.edge_index, data.edge_attr).shape == (12, 32)
+    assert str(conv).startswith("MessagePassingConv(psi=None, phi=Sequential(")
+    assert MessagePassingConv.group_name == "Permutations"
+    conv = MessagePassingConv(psi=mlp(16 + 3, 10), combine="cat", phi=mlp(18, 4))
+    assert conv(data.x, data.edge_index, data.edge_attr).shape == (12, 4)
+    conv = MessagePassingConv(psi=mlp(16, 8))  # no edge features
+    assert conv(data.x, data.edge_index).shape == (12, 8)
+    before = conv.psi[0].weight.clone()
+    conv.reset_parameters()  # chains into the user modules
+    assert not torch.equal(before, conv.psi[0].weight)
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="'psi' to be a torch.nn.Module"):
+        MessagePassingConv(psi=lambda x: x)
+    with pytest.raises(ValueError, match="'combine' to be one of"):
+        MessagePassingConv(combine="mul")
+    with pytest.raises(ValueError, match="needs 'in_channels'"):
+        MessagePassingConv(edge_dim=3)
+    data = random_graph()
+    with pytest.raises(ValueError, match="edge feature widths differ"):
+        MessagePassingConv()(data.x, data.edge_index, data.edge_attr)
+    with pytest.raises(TypeError, match="a pair"):
+        MessagePassingConv()([data.x], data.edge_index)
+
+
+def test_equals_gineconv_and_sparse_paths():
+    data = random_graph()
+    N = data.num_nodes
+    nn = mlp(8, 32).double()
+    ref = GINEConv(nn, eps=0.3, train_eps=True, edge_dim=3).double()
+    conv = MessagePassingConv(phi=nn, eps=0.3, train_eps=True, edge_dim=3, in_channels=8)
+    conv = conv.double()
+    conv.lin_edge.load_state_dict(ref.lin.state_dict())
+    expected = ref(data.x, data.edge_index, data.edge_attr)
+    out = conv(data.x, data.edge_index, data.edge_attr)
+    assert (out - expected).abs().max() < 1e-10
+    # sparse adjacency (adj_t, with the edge features as hybrid values)
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0), data.edge_attr, size=(N, N))
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+    # bipartite input
+    x_dst = torch.randn(N, 8, dtype=torch.float64)
+    assert (conv((data.x, x_dst), data.edge_index, data.edge_attr)
+            - ref((data.x, x_dst), data.edge_index, data.edge_attr)).abs().max() < 1e-10
+
+
+def test_equals_ginconv_spmm_vs_gather_scatter():
+    data = random_graph()
+    N = data.num_nodes
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn)
+    conv = MessagePassingConv(phi=nn)  # shares the weights of 'ref'
+    expected = ref(data.x, data.edge_index)
+    gather = conv(data.x, data.edge_index)
+    assert (gather - expected).abs().max() < 1e-10
+    for adj_t in (to_torch_csr_tensor(data.edge_index.flip(0), size=(N, N)),
+                  to_torch_coo_tensor(data.edge_index.flip(0), size=(N, N)),
+                  # weights are ignored: the message is x_j
+                  to_torch_csr_tensor(data.edge_index.flip(0),
+                                      torch.rand(data.num_edges, dtype=torch.float64),
+                                      size=(N, N))):
+        assert (conv(data.x, adj_t) - gather).abs().max() < 1e-10
+
+
+def test_equals_edgeconv():
+    data = random_graph()
+    N = data.num_nodes
+    nn = mlp(16, 8).double()
+    ref = EdgeConv(nn, aggr="max")
+    conv = MessagePassingConv(psi=nn, message_input="diff", combine="none", aggr="max")
+    expected = ref(data.x, data.edge_index)
+    assert (conv(data.x, data.edge_index) - expected).abs().max() < 1e-10
+    adj_t = to_torch_csr_tensor(data.edge_index.flip(0), size=(N, N))
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+
+
+def test_args_message_input():
+    data = random_graph()
+
+    class Psi(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 8).double()
+
+        def forward(self, x_i, x_j, e):
+            return x_i * x_j + self.lin(e)
+
+    conv = MessagePassingConv(psi=Psi(), message_input="args", aggr="mean", combine="none")
+    out = conv(data.x, data.edge_index, data.edge_attr)
+    src, dst = data.edge_index
+    msg = data.x[dst] * data.x[src] + conv.psi.lin(data.edge_attr)
+    expected = torch.zeros_like(data.x).index_add_(0, dst, msg)
+    cnt = torch.bincount(dst, minlength=data.num_nodes).clamp_min(1).unsqueeze(-1)
+    assert (out - expected / cnt).abs().max() < 1e-10
+
+
+@with_package("torch_sparse")
+def test_sparse_tensor():
+    from torch_sparse import SparseTensor
+    data = random_graph()
+    N = data.num_nodes
+    conv = MessagePassingConv(phi=mlp(8, 8).double(), edge_dim=3, in_channels=8).double()
+    adj_t = SparseTensor.from_edge_index(data.edge_index, data.edge_attr,
+                                         sparse_sizes=(N, N)).t()
+    assert (conv(data.x, adj_t) - conv(data.x, data.edge_index, data.edge_attr)).abs().max() \
+        < 1e-10
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(phi=mlp(8, 8), edge_dim=3, in_channels=8),
+    dict(psi=mlp(16 + 3, 8), aggr="max", combine="cat", phi=mlp(16, 4)),
+    dict(psi=mlp(16 + 3, 8), message_input="diff", aggr="mean"),
+])
+def test_permutation_equivariance(kwargs):
+    conv = MessagePassingConv(**kwargs)
+    for data in (random_graph(), batched()):
+        assert_equivariant(conv, data, Permutations())
+
+
+def test_checker_fails_on_broken_layer():
+    class Broken(MessagePassingConv):
+        def forward(self, x, edge_index, edge_attr=None):
+            out = super().forward(x, edge_index, edge_attr)
+            return out + torch.arange(x.size(0), dtype=x.dtype).unsqueeze(-1)
+
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_equivariant(Broken(phi=mlp(8, 8), edge_dim=3, in_channels=8), random_graph(),
+                           Permutations())
+
+
+def test_compile_no_graph_breaks():
+    data = random_graph(dtype=torch.float32)
+    conv = MessagePassingConv(phi=mlp(8, 8), edge_dim=3, in_channels=8)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(data.x, data.edge_index, data.edge_attr)
+    assert explain.graph_break_count == 0
+    assert explain.graph_count == 1 and not explain.break_reasons
