@@ -42,8 +42,8 @@ def attr_level(data: Data, key: str) -> str:
     Unlike PyG's cached heuristics this is recomputed each time, so it stays
     right while attributes are replaced. ``face`` and other ``*index*`` keys
     holding node indices (``[2, *]`` / ``[3, *]`` integer tensors) are
-    ``"index"`` (relabelled by node permutations); ``face_*`` and
-    ``laplacian_*`` keys are ``"other"``; keys containing ``"edge"`` are edge
+    ``"index"`` (relabelled by node permutations); ``face_*`` keys and
+    ``laplacian_weight`` are ``"other"``; keys containing ``"edge"`` are edge
     attributes; ``batch`` / ``ptr`` are handled specially; a tensor whose first
     dimension is the number of nodes is node-level; ``y`` / ``*_graph`` keys
     whose first dimension is the number of graphs are graph-level.
@@ -56,8 +56,8 @@ def attr_level(data: Data, key: str) -> str:
     if (key == "face" or "index" in key) and value.dim() == 2 and value.size(0) in (2, 3) \
             and not value.is_floating_point():
         return "index"  # node indices (PyG's __inc__ rule): relabelled, not gathered
-    if key.startswith(("face_", "laplacian_", "adj")):
-        return "other"
+    if key.startswith(("face_", "adj")) or key == "laplacian_weight":
+        return "other"  # per face / per non-zero, never per node
     if key == "batch":
         return "node"
     if key == "ptr":

@@ -2,6 +2,9 @@ r"""Training with Lightning: graph-level tasks, data modules of PyG graphs,
 callbacks, and the ``gdl-pyg`` command (:func:`gdl_pyg.lightning.cli.main`)."""
 from gdl_pyg.lightning.callbacks import LearningCurvePlot, ResultsPrinter
 from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rotate_images
+from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
+                                          SyntheticGraphsDataModule)
+from gdl_pyg.lightning.node_task import NodeClassificationTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
 from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
 
@@ -9,6 +12,10 @@ __all__ = [
     "GraphLevelTask",
     "GraphClassificationTask",
     "GraphRegressionTask",
+    "NodeClassificationTask",
+    "KarateClubDataModule",
+    "SyntheticGraphsDataModule",
+    "SetsDataModule",
     "GraphDataModule",
     "RotatedDigitsDataModule",
     "rotate_images",

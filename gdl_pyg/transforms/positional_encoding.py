@@ -128,7 +128,13 @@ class RandomWalkPE(BaseTransform):
     def forward(self, data: Data) -> Data:
         if data.edge_index is None:
             raise ValueError("'RandomWalkPE' needs 'edge_index' (got None)")
-        return self._pyg(data)
+        out = self._pyg(data)
+        # PyG computes in float32 whatever the input: follow x's dtype like LaplacianPE
+        x = data.get("x")
+        pe = out[self.attr_name]
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and pe.dtype != x.dtype:
+            out[self.attr_name] = pe.to(x.dtype)
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.walk_length})"

@@ -1,5 +1,6 @@
 r"""Ready models assembled from the blueprint, one per domain."""
 from gdl_pyg.nn.models.gcnn import GCNN
+from gdl_pyg.nn.models.gnn import GNN, DeepSets, GraphTransformer
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
 
@@ -7,4 +8,7 @@ __all__ = [
     "GridCNN",
     "GCNN",
     "SequenceClassifier",
+    "GNN",
+    "GraphTransformer",
+    "DeepSets",
 ]
