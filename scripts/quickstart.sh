@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup_env.sh
-python scripts/quickstart.py "$@"
+python scripts/quickstart.py --compare "$@"
