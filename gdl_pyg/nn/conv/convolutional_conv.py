@@ -234,9 +234,10 @@ class ConvolutionalConv(MessagePassing):
                                                           self.improved, self.add_self_loops,
                                                           self.flow, dtype)
             else:
-                edge_index, edge_weight = gcn_norm(edge_index, edge_weight, num_nodes,
-                                                   self.improved, self.add_self_loops,
-                                                   self.flow, dtype)
+                normed = gcn_norm(edge_index, edge_weight, num_nodes, self.improved,
+                                  self.add_self_loops, self.flow, dtype)
+                # PyG returns (adj, weight) for torch.sparse, a lone SparseTensor otherwise
+                edge_index, edge_weight = normed if isinstance(normed, tuple) else (normed, None)
             if self.cached:
                 if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
                     self._cached_edge_index = (edge_index, edge_weight)
