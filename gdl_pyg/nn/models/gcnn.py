@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from gdl_pyg.domains.lifted_grid import lift_grid, resolve_grid_group, wallpaper_name
 from gdl_pyg.nn.conv.group_conv import GroupConv
 from gdl_pyg.nn.conv.lifting_conv import LiftingConv
-from gdl_pyg.nn.models.grid_cnn import _READOUT, _check_depth, _check_int, _grid_layout
+from gdl_pyg.nn.models.grid_cnn import _READOUT, _check_int, _grid_layout, _grid_logits
 from gdl_pyg.nn.pool.grid_pool import GridPool
 from gdl_pyg.nn.pool.group_pool import GroupPool, group_pool
 
@@ -151,22 +151,11 @@ class GCNN(torch.nn.Module):
                 the lifted grid; :obj:`None` picks the dense path when the
                 layout allows it. (default: :obj:`None`)
         """
-        shape, B, batch = _grid_layout(type(self).__name__, data)
+        shape, B, _ = _grid_layout(type(self).__name__, data)
         if len(shape) != 2:
             raise ValueError(f"'{type(self).__name__}' works on 2-D grids "
                              f"(got grid shape {list(shape)})")
-        if data.x.size(-1) != self.in_channels:
-            raise ValueError(f"'{type(self).__name__}' expected {self.in_channels} input "
-                             f"channels (got {data.x.size(-1)})")
-        _check_depth(type(self).__name__, shape, len(self.pools))
-        if dense is None:
-            dense = GridPool.is_canonical(data, shape, B, 1)
-        if dense:
-            x = self._forward_dense(data.x, shape, B)
-            batch = torch.arange(B, device=x.device).repeat_interleave(x.size(0) // B)
-        else:
-            x, batch = self._forward_graph(data)
-        return self.lin(_READOUT[self.readout](x, batch, size=B))
+        return _grid_logits(self, data, shape, B, dense)
 
     def _forward_dense(self, x: Tensor, shape: Tuple[int, ...], B: int) -> Tensor:
         G = self.order

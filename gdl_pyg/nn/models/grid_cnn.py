@@ -55,6 +55,27 @@ def _check_depth(cls: str, shape: Tuple[int, ...], num_pools: int) -> None:
                          f"layers or pad the images")
 
 
+def _grid_logits(model: torch.nn.Module, data: Data, shape: Tuple[int, ...], B: int,
+                 dense: Optional[bool]) -> Tensor:
+    r"""The shared tail of the grid models' ``forward``: checks the input
+    channels and the pooling depth, runs ``model._forward_dense`` on grids
+    in canonical order (or when ``dense`` says so) and
+    ``model._forward_graph`` otherwise, then reads out and classifies."""
+    name = type(model).__name__
+    if data.x.size(-1) != model.in_channels:
+        raise ValueError(f"'{name}' expected {model.in_channels} input "
+                         f"channels (got {data.x.size(-1)})")
+    _check_depth(name, shape, len(model.pools))
+    if dense is None:
+        dense = GridPool.is_canonical(data, shape, B, 1)
+    if dense:
+        x = model._forward_dense(data.x, shape, B)
+        batch = torch.arange(B, device=x.device).repeat_interleave(x.size(0) // B)
+    else:
+        x, batch = model._forward_graph(data)
+    return model.lin(_READOUT[model.readout](x, batch, size=B))
+
+
 class GridCNN(torch.nn.Module):
     r"""A convolutional neural network on pixel grids, the model of the "Grids"
     chapter of the `"Geometric Deep Learning: Grids, Groups, Graphs,
@@ -159,19 +180,8 @@ class GridCNN(torch.nn.Module):
                 :obj:`None` picks the dense path when the layout allows it.
                 (default: :obj:`None`)
         """
-        shape, B, batch = _grid_layout(type(self).__name__, data)
-        if data.x.size(-1) != self.in_channels:
-            raise ValueError(f"'{type(self).__name__}' expected {self.in_channels} input "
-                             f"channels (got {data.x.size(-1)})")
-        _check_depth(type(self).__name__, shape, len(self.pools))
-        if dense is None:
-            dense = GridPool.is_canonical(data, shape, B, 1)
-        if dense:
-            x = self._forward_dense(data.x, shape, B)
-            batch = torch.arange(B, device=x.device).repeat_interleave(x.size(0) // B)
-        else:
-            x, batch = self._forward_graph(data)
-        return self.lin(_READOUT[self.readout](x, batch, size=B))
+        shape, B, _ = _grid_layout(type(self).__name__, data)
+        return _grid_logits(self, data, shape, B, dense)
 
     def _forward_dense(self, x: Tensor, shape: Tuple[int, ...], B: int) -> Tensor:
         for i, conv in enumerate(self.convs):
