@@ -22,7 +22,7 @@ import os
 import os.path as osp
 import shutil
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -104,15 +104,19 @@ def make_shapes(out: str, seed: int, per_class: int = 8) -> List[str]:
     return files
 
 
-def _tube(radius: float, length: float, rings: int, sections: int, cap_rings: int
-          ) -> trimesh.Trimesh:
+def _tube(radius: float, length: float, rings: int, sections: int, cap_rings: int,
+          top_radius: Optional[float] = None) -> trimesh.Trimesh:
     r"""A closed capsule-shaped tube along ``z`` with ``rings`` rings on its
-    straight part (so it can bend), from ``z = 0`` to ``z = length``."""
+    straight part (so it can bend), from ``z = 0`` to ``z = length``; the
+    radius tapers linearly from :obj:`radius` to :obj:`top_radius` (a cone
+    frustum closed by hemispheres of the two end radii), so the two ends differ
+    intrinsically (their caps have different Gaussian curvature)."""
+    r1 = radius if top_radius is None else top_radius
     cap = np.linspace(-np.pi / 2, 0.0, cap_rings + 1)
     bottom = np.stack([radius * np.cos(cap), radius * np.sin(cap)], axis=1)  # z from -r to 0
     straight_z = np.linspace(0.0, length, rings)[1:-1]
-    straight = np.stack([np.full_like(straight_z, radius), straight_z], axis=1)
-    top = np.stack([radius * np.cos(-cap[::-1]), length - radius * np.sin(cap[::-1])], axis=1)
+    straight = np.stack([radius + (r1 - radius) * straight_z / length, straight_z], axis=1)
+    top = np.stack([r1 * np.cos(-cap[::-1]), length - r1 * np.sin(cap[::-1])], axis=1)
     profile = np.concatenate([bottom, straight, top], axis=0)
     profile[0, 0] = profile[-1, 0] = 0.0  # poles on the axis
     mesh = trimesh.creation.revolve(profile, sections=sections)
@@ -129,8 +133,8 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 def make_deform(out: str, seed: int, num_poses: int = 24) -> Dict[str, float]:
     rng = np.random.default_rng(seed + 1)
-    length, radius = 3.0, 0.18
-    base = _tube(radius, length, rings=49, sections=20, cap_rings=5)
+    length, radius, top_radius = 3.0, 0.24, 0.12
+    base = _tube(radius, length, rings=49, sections=20, cap_rings=5, top_radius=top_radius)
     rest = np.asarray(base.vertices, dtype=np.float64)
     joints = np.array([0.75, 1.5, 2.25])  # z of the 3 joints; 4 parts
     part = np.searchsorted(joints, rest[:, 2]).astype(np.uint8)
@@ -146,7 +150,10 @@ def make_deform(out: str, seed: int, num_poses: int = 24) -> Dict[str, float]:
         else:
             angles = rng.uniform(-50.0, 50.0, size=3)
             phis = rng.uniform(0.0, 360.0, size=3)
-            rot = Rotation.random(random_state=rng).as_matrix()
+            # drawn to keep the joint angles of earlier versions; not applied: the
+            # poses stay upright; the mesh data modules rotate test copies
+            Rotation.random(random_state=rng)
+            rot = np.eye(3)
         v = rest.copy()
         # forward kinematics with rest-pose joint centres, topmost joint first
         for j in reversed(range(3)):
