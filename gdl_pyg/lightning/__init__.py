@@ -4,6 +4,7 @@ from gdl_pyg.lightning.callbacks import LearningCurvePlot, ResultsPrinter
 from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rotate_images
 from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
                                           SyntheticGraphsDataModule)
+from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate_shape
 from gdl_pyg.lightning.node_task import NodeClassificationTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
 from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
@@ -17,6 +18,9 @@ __all__ = [
     "SyntheticGraphsDataModule",
     "SetsDataModule",
     "GraphDataModule",
+    "MeshDataModule",
+    "PositionFeatures",
+    "rotate_shape",
     "RotatedDigitsDataModule",
     "rotate_images",
     "TimeWarpDataModule",
