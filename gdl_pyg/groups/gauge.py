@@ -66,24 +66,40 @@ class GaugeGroup(Group):
     Args:
         max_angle (float, optional): samples angles uniformly in
             ``[-max_angle, max_angle]``. (default: :math:`\pi`)
+        num_angles (int, optional): if set, samples each vertex's angle
+            uniformly from the multiples :math:`2\pi k / \mathrm{num\_angles}`
+            (the discrete gauge group :math:`C_{num\_angles}` per vertex,
+            under which sampled nonlinearities are exact); :obj:`max_angle`
+            is then ignored. (default: :obj:`None`)
         frame_key, logmap_key, connection_key (str, optional): attribute names.
     """
     name = "SO(2)^N"
 
     def __init__(self, max_angle: float = math.pi, frame_key: str = "frame",
-                 logmap_key: str = "edge_logmap", connection_key: str = "edge_connection"):
+                 logmap_key: str = "edge_logmap", connection_key: str = "edge_connection",
+                 num_angles: Optional[int] = None):
+        if num_angles is not None and (not isinstance(num_angles, int)
+                                       or isinstance(num_angles, bool) or num_angles < 1):
+            raise ValueError(f"'GaugeGroup' expected 'num_angles' to be a positive integer or "
+                             f"None (got {num_angles!r})")
         self.max_angle = max_angle
+        self.num_angles = num_angles
         self.frame_key, self.logmap_key, self.connection_key = frame_key, logmap_key, \
             connection_key
         self.default_fields = {}
 
     def __repr__(self) -> str:
+        if self.num_angles is not None:
+            return f"GaugeGroup(num_angles={self.num_angles})"
         return f"GaugeGroup(max_angle={self.max_angle:.3g})"
 
     def sample(self, data: Optional[Data] = None,
                generator: Optional[torch.Generator] = None) -> Tensor:
         if data is None:
             raise ValueError("'GaugeGroup.sample' needs the 'data' whose frames it rotates")
+        if self.num_angles is not None:
+            k = torch.randint(0, self.num_angles, (data.num_nodes,), generator=generator)
+            return k.to(torch.float64) * (2 * math.pi / self.num_angles)
         u = torch.rand(data.num_nodes, generator=generator, dtype=torch.float64)
         return (2 * u - 1) * self.max_angle
 
