@@ -5,6 +5,7 @@ positional encodings."""
 from torch_geometric.transforms import NormalizeScale
 
 from gdl_pyg.transforms.mesh_geometry import MeshGeometry
+from gdl_pyg.transforms.mesh_hierarchy import MeshHierarchy, MeshHierarchyData
 from gdl_pyg.transforms.point_cloud_graph import PointCloudGraph
 from gdl_pyg.transforms.positional_encoding import LaplacianPE, RandomWalkPE
 from gdl_pyg.transforms.random_gauge_change import RandomGaugeChange
@@ -13,6 +14,8 @@ from gdl_pyg.transforms.sample_surface import SampleSurface
 
 __all__ = [
     "MeshGeometry",
+    "MeshHierarchy",
+    "MeshHierarchyData",
     "PointCloudGraph",
     "SampleSurface",
     "NormalizeScale",

@@ -1,5 +1,6 @@
 r"""Ready models assembled from the blueprint, one per domain."""
 from gdl_pyg.nn.models.gcnn import GCNN
+from gdl_pyg.nn.models.gem_cnn import GEMCNN
 from gdl_pyg.nn.models.gnn import GNN, DeepSets, GraphTransformer
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
@@ -7,6 +8,7 @@ from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
 __all__ = [
     "GridCNN",
     "GCNN",
+    "GEMCNN",
     "SequenceClassifier",
     "GNN",
     "GraphTransformer",

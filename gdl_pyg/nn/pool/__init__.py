@@ -2,6 +2,7 @@ r"""Coarsening operators and global invariant readouts."""
 from gdl_pyg.nn.pool.coarsening import GraclusPooling, coarsen, heavy_edge_matching
 from gdl_pyg.nn.pool.grid_pool import GridPool
 from gdl_pyg.nn.pool.group_pool import GroupPool, group_pool
+from gdl_pyg.nn.pool.parallel_transport_pool import ParallelTransportPool, ParallelTransportUnpool
 from gdl_pyg.nn.pool.readout import AttentionReadout, MaxReadout, MeanReadout, SumReadout
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "GraclusPooling",
     "coarsen",
     "heavy_edge_matching",
+    "ParallelTransportPool",
+    "ParallelTransportUnpool",
 ]
