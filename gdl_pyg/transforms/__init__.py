@@ -4,6 +4,8 @@ graphs, surface sampling, random rotations / gauge changes, and graph
 positional encodings."""
 from torch_geometric.transforms import NormalizeScale
 
+from gdl_pyg.transforms.laplacian_eigen import (HeatKernelSignature, LaplacianEigenbasis,
+                                                PointCloudLaplacian, SpatialGradient)
 from gdl_pyg.transforms.mesh_geometry import MeshGeometry
 from gdl_pyg.transforms.mesh_hierarchy import MeshHierarchy, MeshHierarchyData
 from gdl_pyg.transforms.point_cloud_graph import PointCloudGraph
@@ -13,6 +15,10 @@ from gdl_pyg.transforms.random_rotation_3d import RandomRotation3D
 from gdl_pyg.transforms.sample_surface import SampleSurface
 
 __all__ = [
+    "PointCloudLaplacian",
+    "LaplacianEigenbasis",
+    "HeatKernelSignature",
+    "SpatialGradient",
     "MeshGeometry",
     "MeshHierarchy",
     "MeshHierarchyData",

@@ -1,4 +1,5 @@
 r"""Ready models assembled from the blueprint, one per domain."""
+from gdl_pyg.nn.models.diffusion_net import DiffusionNet
 from gdl_pyg.nn.models.gcnn import GCNN
 from gdl_pyg.nn.models.gem_cnn import GEMCNN
 from gdl_pyg.nn.models.gnn import GNN, DeepSets, GraphTransformer
@@ -6,6 +7,7 @@ from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
 
 __all__ = [
+    "DiffusionNet",
     "GridCNN",
     "GCNN",
     "GEMCNN",
