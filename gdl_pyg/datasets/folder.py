@@ -13,18 +13,46 @@ Two layouts of ``root/raw`` are understood:
   (e.g. with ``node_label`` for per-vertex labels).
 
 The processed cache ``root/processed/data_<hash>.pt`` is keyed by the file
-list (names and sizes), the labels and the reading options, and is written
-atomically: to a temporary file, then :func:`os.replace`, so an interrupted
-``process()`` never leaves a half-written cache behind.
+list (names and sizes), the labels, the reading options and a description
+of ``pre_transform`` and ``pre_filter`` (their ``repr`` without memory
+addresses; for a plain function, its name and a hash of its code), so
+changing any of them builds a new cache without ``force_reload``. It is
+written atomically: to a temporary file, then :func:`os.replace`, so an
+interrupted ``process()`` never leaves a half-written cache behind.
+
+**Safe loading.** The cache holds tensors, plain Python values and nothing
+else, and is read with ``torch.load(..., weights_only=True)`` and no
+fall-back (PyG's :func:`torch_geometric.io.fs.torch_load` retries with full
+unpickling when the safe load fails, and :class:`InMemoryDataset` unpickles
+``processed/pre_transform.pt`` and ``pre_filter.pt``); these datasets neither
+write nor read those two files. A cache that does not load safely is
+reported with a warning and rebuilt from ``raw/``, never executed.
+
+**Unreadable files.** With :obj:`skip_errors=True`, files the reader rejects
+(:class:`ValueError`: truncated, malformed, NaN coordinates, ...) are left
+out with one :class:`UserWarning` listing each file and its error;
+``dataset.skipped`` keeps that list and ``dataset.example_files`` names the
+file of each example.
+
+**Attributes.** Examples read from different files may carry different
+per-vertex attributes (a PLY with ``normal``, another without). So that
+PyG can collate them, only the attributes that every example has, with the
+same dtype and trailing shape, are kept; the others are dropped with one
+:class:`UserWarning` naming them.
 """
 import csv
 import hashlib
 import json
 import os
 import os.path as osp
+import re
+import sys
+import types
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch_geometric.io.fs as pyg_fs
 from torch_geometric.data import Data, InMemoryDataset
 
 from gdl_pyg.io._utils import atomic_path
@@ -38,6 +66,29 @@ def _has_ext(name: str, extensions: Sequence[str]) -> bool:
     return osp.splitext(name)[1].lower().lstrip(".") in extensions
 
 
+def _describe(fn: Optional[Callable]) -> Optional[str]:
+    r"""A description of a ``pre_transform`` / ``pre_filter`` that is stable
+    across runs: its ``repr`` without memory addresses, and for a Python
+    function (or a default ``repr``) also a hash of its code / attributes, so
+    two different lambdas do not share a cache."""
+    if fn is None:
+        return None
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(fn))
+    if isinstance(fn, (types.FunctionType, types.MethodType)):
+        func = getattr(fn, "__func__", fn)
+        code = func.__code__
+        closure = [c.cell_contents for c in (func.__closure__ or ())]
+        blob = repr((code.co_code, code.co_consts, code.co_names, func.__defaults__,
+                     closure))
+        blob = re.sub(r" at 0x[0-9a-fA-F]+", "", blob)
+        digest = hashlib.sha1(blob.encode()).hexdigest()[:12]
+        return f"{func.__module__}.{func.__qualname__}#{digest}"
+    if text.startswith("<") and hasattr(fn, "__dict__"):  # the default object repr
+        state = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(sorted(vars(fn).items())))
+        text += "#" + hashlib.sha1(state.encode()).hexdigest()[:12]
+    return text
+
+
 def _scan(folder: str, extensions: Sequence[str]) -> List[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -46,6 +97,47 @@ def _scan(folder: str, extensions: Sequence[str]) -> List[str]:
             if not name.startswith(".") and _has_ext(name, extensions):
                 out.append(osp.relpath(osp.join(dirpath, name), folder))
     return sorted(out, key=lambda p: p.replace(os.sep, "/"))
+
+
+def _signature(data: Data, key: str) -> Tuple:
+    r"""What must agree between examples for PyG to concatenate ``data[key]``:
+    the dtype and the shape outside the concatenation dimension."""
+    value = data[key]
+    if isinstance(value, torch.Tensor):
+        dim = data.__cat_dim__(key, value)
+        shape = list(value.shape)
+        if dim is not None and shape:
+            shape[dim] = -1  # any size along the concatenation dimension
+        return ("tensor", str(value.dtype).replace("torch.", ""), tuple(shape))
+    return (type(value).__name__,)
+
+
+def _common_attributes(data_list: List[Data], name: str) -> List[Data]:
+    r"""Keeps the attributes that every example has with the same kind (tensor
+    dtype and trailing shape), warning once about the others."""
+    keys = [set(d.keys()) for d in data_list]
+    common = set.intersection(*keys)
+    dropped: Dict[str, str] = {}
+    for key in sorted(set.union(*keys) - common):
+        dropped[key] = f"in {sum(key in k for k in keys)} of {len(data_list)} examples"
+    for key in sorted(common):
+        sigs = {_signature(d, key) for d in data_list}
+        if len(sigs) > 1:
+            dropped[key] = f"with different dtypes/shapes {sorted(map(str, sigs))}"
+    for key in ("pos", "face", "y"):
+        if key in dropped:
+            raise ValueError(f"'{name}': the examples' '{key}' cannot be collated: "
+                             f"{dropped[key]}")
+    if dropped:
+        text = "; ".join(f"'{k}' ({v})" for k, v in dropped.items())
+        warnings.warn(f"'{name}' dropped attributes that not every example has "
+                      f"consistently, so that they can be batched: {text}", UserWarning,
+                      stacklevel=3)
+        for data in data_list:
+            for key in dropped:
+                if key in data:
+                    del data[key]
+    return data_list
 
 
 class _FolderDataset(InMemoryDataset):
@@ -59,7 +151,7 @@ class _FolderDataset(InMemoryDataset):
                  extensions: Optional[Sequence[str]] = None, node_label: Optional[str] = None,
                  transform: Optional[Callable] = None, pre_transform: Optional[Callable] = None,
                  pre_filter: Optional[Callable] = None, force_reload: bool = False,
-                 log: bool = True):
+                 log: bool = True, skip_errors: bool = False):
         root = osp.expanduser(os.fspath(root))
         exts = tuple(e.lower().lstrip(".") for e in (extensions or self.default_extensions))
         unknown = [e for e in exts if e not in self.default_extensions]
@@ -69,10 +161,15 @@ class _FolderDataset(InMemoryDataset):
         self.extensions = exts
         self.labels = labels
         self.node_label = node_label
+        self.skip_errors = bool(skip_errors)
+        self.skipped: List[Tuple[str, str]] = []
+        self.example_files: List[str] = []
         self.files, self.targets, self.classes = self._index(osp.join(root, "raw"), root)
         super().__init__(root, transform, pre_transform, pre_filter, log=log,
                          force_reload=force_reload)
-        self.load(self.processed_paths[0])
+        if not self._load_safely(self.processed_paths[0]):
+            self.process()
+            self._load_safely(self.processed_paths[0], rebuilt=True)
 
     # -- indexing the raw folder ------------------------------------------------------
     def _index(self, raw_dir: str, root: str
@@ -158,6 +255,9 @@ class _FolderDataset(InMemoryDataset):
             "classes": self.classes,
             "node_label": self.node_label,
             "options": self._read_options(),
+            "skip_errors": self.skip_errors,
+            "pre_transform": _describe(self.pre_transform),
+            "pre_filter": _describe(self.pre_filter),
         }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return [f"data_{digest}.pt"]
@@ -172,11 +272,61 @@ class _FolderDataset(InMemoryDataset):
     def _read(self, path: str) -> Data:
         raise NotImplementedError
 
+    # -- processing and the cache -----------------------------------------------------
+    def _process(self):
+        # InMemoryDataset._process also writes processed/pre_transform.pt and
+        # pre_filter.pt and reads them back with full unpickling; here the
+        # pre_transform / pre_filter are part of the cache key instead
+        if not self.force_reload and osp.isfile(self.processed_paths[0]):
+            return
+        if self.log and "PYTEST_CURRENT_TEST" not in os.environ:
+            print("Processing...", file=sys.stderr)
+        os.makedirs(self.processed_dir, exist_ok=True)
+        self.process()
+        if self.log and "PYTEST_CURRENT_TEST" not in os.environ:
+            print("Done!", file=sys.stderr)
+
+    def _load_safely(self, path: str, rebuilt: bool = False) -> bool:
+        r"""Loads the cache with ``weights_only=True``; returns :obj:`False`
+        (after a warning) when that fails, so that the caller rebuilds it."""
+        try:
+            with open(path, "rb") as f:
+                out = torch.load(f, map_location="cpu", weights_only=True)
+            data, slices, meta = out
+            if not isinstance(data, dict) or not isinstance(meta, dict):
+                raise TypeError(f"unexpected content {type(data).__name__}, "
+                                f"{type(meta).__name__}")
+        except Exception as exc:
+            if rebuilt:
+                raise
+            warnings.warn(f"'{type(self).__name__}': the cache '{path}' does not load as "
+                          f"plain tensors ({type(exc).__name__}: {exc}); it was not "
+                          f"unpickled and is being rebuilt from '{self.raw_dir}'",
+                          UserWarning, stacklevel=3)
+            return False
+        self.data = Data.from_dict(data)
+        self.slices = slices
+        self.example_files = list(meta.get("files", []))
+        self.skipped = [tuple(x) for x in meta.get("skipped", [])]
+        return True
+
+    def load(self, path: str, data_cls=Data) -> None:
+        r"""Loads a cache written by this class (``weights_only=True``, no
+        fall-back to full unpickling)."""
+        if not self._load_safely(path, rebuilt=True):  # pragma: no cover - raises
+            raise ValueError(f"'{path}' could not be loaded")
+
     def process(self):
-        data_list = []
+        data_list, files, skipped = [], [], []
         for rel, target in zip(self.files, self.targets):
             path = osp.join(self.raw_dir, rel)
-            data = self._read(path)
+            try:
+                data = self._read(path)
+            except ValueError as exc:
+                if not self.skip_errors:
+                    raise
+                skipped.append((rel.replace(os.sep, "/"), str(exc)))
+                continue
             if self.node_label is not None:
                 if self.node_label not in data:
                     raise ValueError(f"'{path}' has no per-point attribute "
@@ -192,13 +342,26 @@ class _FolderDataset(InMemoryDataset):
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             data_list.append(data)
+            files.append(rel.replace(os.sep, "/"))
+        name = type(self).__name__
+        if skipped and len(skipped) == len(self.files):
+            listing = "\n".join(f"  {f}: {e}" for f, e in skipped)
+            raise ValueError(f"'{name}' could not read any of the {len(skipped)} file(s) in "
+                             f"'{self.raw_dir}':\n{listing}")
+        if skipped:
+            listing = "\n".join(f"  {f}: {e}" for f, e in skipped)
+            warnings.warn(f"'{name}' skipped {len(skipped)} unreadable file(s) of "
+                          f"{len(self.files)} (skip_errors=True):\n{listing}", UserWarning,
+                          stacklevel=2)
         if not data_list:
-            raise ValueError(f"'{type(self).__name__}': pre_filter rejected every file in "
-                             f"'{self.raw_dir}'")
-        # InMemoryDataset.save writes straight to its target: write a temporary file in
-        # the same folder and move it into place, so a failure never leaves a partial cache
+            raise ValueError(f"'{name}': pre_filter rejected every file in '{self.raw_dir}'")
+        data_list = _common_attributes(data_list, name)
+        data, slices = self.collate(data_list)
+        meta = {"files": files, "skipped": [list(x) for x in skipped]}
+        # write a temporary file in the same folder and move it into place, so a failure
+        # never leaves a partial cache; only tensors and plain values are stored
         with atomic_path(self.processed_paths[0]) as tmp:
-            self.save(data_list, tmp)
+            pyg_fs.torch_save((data.to_dict(), slices, meta), tmp)
 
     def __repr__(self) -> str:
         extra = f", classes={len(self.classes)}" if self.classes is not None else ""
@@ -236,6 +399,15 @@ class MeshFolderDataset(_FolderDataset):
         force_reload (bool, optional): re-process even if a cache exists.
             (default: :obj:`False`)
         log (bool, optional): print progress while processing. (default: :obj:`True`)
+        skip_errors (bool, optional): leave out files that
+            :func:`~gdl_pyg.io.read_mesh` rejects (one :class:`UserWarning`
+            lists them; ``dataset.skipped``) instead of raising; raises if
+            every file fails. (default: :obj:`False`)
+
+    Examples read from files with different vertex attributes keep only the
+    attributes they all share (see :mod:`gdl_pyg.datasets.folder`); the
+    cache is rebuilt when ``pre_transform`` or ``pre_filter`` change, and is
+    loaded with ``weights_only=True``.
     """
     default_extensions = tuple(MESH_EXTENSIONS)
 
@@ -244,11 +416,11 @@ class MeshFolderDataset(_FolderDataset):
                  clean: bool = False, require_manifold: bool = False,
                  transform: Optional[Callable] = None, pre_transform: Optional[Callable] = None,
                  pre_filter: Optional[Callable] = None, force_reload: bool = False,
-                 log: bool = True):
+                 log: bool = True, skip_errors: bool = False):
         self.clean = clean
         self.require_manifold = require_manifold
         super().__init__(root, labels, extensions, node_label, transform, pre_transform,
-                         pre_filter, force_reload, log)
+                         pre_filter, force_reload, log, skip_errors)
 
     def _read_options(self) -> Dict[str, object]:
         return {"clean": self.clean, "require_manifold": self.require_manifold}
@@ -283,6 +455,9 @@ class PointCloudFolderDataset(_FolderDataset):
         force_reload (bool, optional): re-process even if a cache exists.
             (default: :obj:`False`)
         log (bool, optional): print progress while processing. (default: :obj:`True`)
+        skip_errors (bool, optional): leave out files that
+            :func:`~gdl_pyg.io.read_points` rejects, with one warning, instead
+            of raising. (default: :obj:`False`)
     """
     default_extensions = tuple(POINT_EXTENSIONS)
 
@@ -290,10 +465,10 @@ class PointCloudFolderDataset(_FolderDataset):
                  extensions: Optional[Sequence[str]] = None, node_label: Optional[str] = None,
                  columns: Optional[Sequence[str]] = None, transform: Optional[Callable] = None,
                  pre_transform: Optional[Callable] = None, pre_filter: Optional[Callable] = None,
-                 force_reload: bool = False, log: bool = True):
+                 force_reload: bool = False, log: bool = True, skip_errors: bool = False):
         self.columns = tuple(columns) if columns is not None else None
         super().__init__(root, labels, extensions, node_label, transform, pre_transform,
-                         pre_filter, force_reload, log)
+                         pre_filter, force_reload, log, skip_errors)
 
     def _read_options(self) -> Dict[str, object]:
         return {"columns": list(self.columns) if self.columns else None}

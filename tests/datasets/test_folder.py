@@ -198,3 +198,163 @@ def test_make_datasets_is_deterministic(tmp_path):
         for name in names:
             with open(osp.join(shipped, cls, name), "rb") as f:
                 assert f.read() == (tmp_path / "shapes" / "raw" / cls / name).read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# robustness: unreadable files, mixed attributes, cache keys, safe loading
+# ---------------------------------------------------------------------------
+
+DATA = osp.join(REPO, "tests", "data")
+
+
+def _real_folder(tmp_path, broken=()):
+    root = tmp_path / "real"
+    for cls, names in (("a", ["pybullet/bunny.obj", "pybullet/cube.obj"]),
+                       ("b", ["pyvista/ant.ply", "pyvista/sphere.ply"])):
+        (root / "raw" / cls).mkdir(parents=True)
+        for name in names:
+            shutil.copy(osp.join(DATA, *name.split("/")), root / "raw" / cls)
+    for name in broken:
+        shutil.copy(osp.join(DATA, "pybullet", "nan_168.obj"), root / "raw" / "a" / name)
+    return root
+
+
+def test_skip_errors(tmp_path):
+    root = _real_folder(tmp_path, broken=["nan.obj"])
+    (root / "raw" / "b" / "cut.off").write_text("OFF\n3 1 0\n0 0 0\n")
+    with pytest.raises(ValueError, match="nan.obj"):
+        MeshFolderDataset(root, log=False)
+    with pytest.warns(UserWarning, match="skipped 2 unreadable") as record:
+        ds = MeshFolderDataset(root, log=False, skip_errors=True)
+    assert len(record) == 1  # one warning for all the files
+    message = str(record[0].message)
+    assert "a/nan.obj" in message and "NaN" in message and "b/cut.off" in message
+    assert len(ds) == 4 and [f for f, _ in ds.skipped] == ["a/nan.obj", "b/cut.off"]
+    assert ds.example_files == ["a/bunny.obj", "a/cube.obj", "b/ant.ply", "b/sphere.ply"]
+    for i, rel in enumerate(ds.example_files):
+        assert torch.equal(ds[i].pos, read_mesh(osp.join(root, "raw", rel)).pos)
+    assert torch.bincount(ds.y).tolist() == [2, 2]
+    # the list survives the cache
+    again = MeshFolderDataset(root, log=False, skip_errors=True)
+    assert again.skipped == ds.skipped and again.example_files == ds.example_files
+    # every file broken: an error that lists them
+    bad = tmp_path / "bad"
+    (bad / "raw" / "x").mkdir(parents=True)
+    for name in ("p.obj", "q.obj"):
+        shutil.copy(osp.join(DATA, "pybullet", "nan_168.obj"), bad / "raw" / "x" / name)
+    with pytest.raises(ValueError, match=r"could not read any of the 2 file\(s\)[\s\S]*p\.obj"
+                                         r"[\s\S]*q\.obj"):
+        MeshFolderDataset(bad, log=False, skip_errors=True)
+
+
+def test_points_skip_errors(tmp_path):
+    root, files = _flat(tmp_path)
+    (root / "raw" / "broken.xyz").write_text("1 2 3\n4 5\n")
+    with pytest.raises(ValueError, match="broken.xyz"):
+        PointCloudFolderDataset(root, labels=None, log=False)
+    with pytest.warns(UserWarning, match="broken.xyz"):
+        ds = PointCloudFolderDataset(root, labels=None, log=False, skip_errors=True)
+    assert len(ds) == len(files)
+
+
+def test_mixed_vertex_attributes_collate_and_batch(tmp_path):
+    from torch_geometric.loader import DataLoader
+    root = tmp_path / "mixed"
+    (root / "raw" / "c").mkdir(parents=True)
+    sphere = read_mesh(osp.join(DATA, "pyvista", "sphere.ply"))
+    n = sphere.num_nodes
+    g = torch.Generator().manual_seed(0)
+    normal = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
+    rgb = torch.randint(0, 256, (n, 3), generator=g).to(torch.uint8)
+    rgba = torch.randint(0, 256, (n, 4), generator=g).to(torch.uint8)
+    write_mesh(root / "raw" / "c" / "with_normal.ply",
+               Data(pos=sphere.pos, face=sphere.face, normal=normal, color=rgb))
+    write_mesh(root / "raw" / "c" / "with_alpha.ply",
+               Data(pos=sphere.pos, face=sphere.face, normal=normal, color=rgba))
+    write_mesh(root / "raw" / "c" / "plain.ply", sphere)
+    shutil.copy(osp.join(DATA, "pybullet", "cube.obj"), root / "raw" / "c")
+    with pytest.warns(UserWarning, match="dropped attributes") as record:
+        ds = MeshFolderDataset(root, log=False)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "'color'" in message and "'normal' (in 2 of 4 examples)" in message
+    assert len(ds) == 4
+    for data in ds:
+        assert set(data.keys()) == {"pos", "face", "y"}
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch.num_graphs == 4 and batch.pos.size(0) == sum(d.num_nodes for d in ds)
+    assert batch.face.max() < batch.pos.size(0)
+    # files that agree keep their attributes
+    keep = tmp_path / "keep"
+    (keep / "raw" / "c").mkdir(parents=True)
+    for name in ("with_normal.ply", "plain.ply"):
+        shutil.copy(root / "raw" / "c" / "with_normal.ply", keep / "raw" / "c" / name)
+    ds = MeshFolderDataset(keep, log=False)
+    assert torch.equal(ds[1].normal, normal)
+    assert next(iter(DataLoader(ds, batch_size=2))).normal.shape == (2 * n, 3)
+
+
+class Scale:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, data):
+        data.pos = data.pos * self.factor
+        return data
+
+    def __repr__(self):
+        return f"Scale({self.factor})"
+
+
+def test_cache_follows_pre_transform_and_pre_filter(tmp_path, monkeypatch):
+    root = _meshes(tmp_path)
+    one = MeshFolderDataset(root, pre_transform=Scale(1.0), log=False)
+    two = MeshFolderDataset(root, pre_transform=Scale(2.0), log=False)  # no force_reload
+    assert one.processed_paths[0] != two.processed_paths[0]
+    assert torch.equal(two[0].pos, 2 * one[0].pos)
+    # PyG's own pre_transform.pt / pre_filter.pt are neither written nor needed
+    assert not osp.exists(root / "processed" / "pre_transform.pt")
+    assert not osp.exists(root / "processed" / "pre_filter.pt")
+    # different lambdas give different caches; the same one is reused
+    a = MeshFolderDataset(root, pre_filter=lambda d: int(d.y) == 0, log=False)
+    b = MeshFolderDataset(root, pre_filter=lambda d: int(d.y) == 1, log=False)
+    assert (len(a), len(b)) == (2, 3)
+
+    def fail(self):
+        raise AssertionError("process() should not run on a valid cache")
+
+    monkeypatch.setattr(MeshFolderDataset, "process", fail)
+    assert len(MeshFolderDataset(root, pre_filter=lambda d: int(d.y) == 1, log=False)) == 3
+    assert torch.equal(MeshFolderDataset(root, pre_transform=Scale(2.0), log=False)[0].pos,
+                       two[0].pos)
+
+
+MARKER = "pwned.txt"
+
+
+class _Exploit:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling this creates a file
+        return (open, (self.path, "w"))
+
+
+def test_cache_never_unpickles_code(tmp_path):
+    root = _meshes(tmp_path)
+    ds = MeshFolderDataset(root, log=False)
+    expected = [ds[i].pos.clone() for i in range(len(ds))]
+    marker = tmp_path / MARKER
+    processed = root / "processed"
+    for name in (osp.basename(ds.processed_paths[0]), "pre_transform.pt", "pre_filter.pt"):
+        torch.save(_Exploit(str(marker)), processed / name)
+    assert not marker.exists()
+    with pytest.warns(UserWarning, match="does not load as plain tensors"):
+        again = MeshFolderDataset(root, log=False)
+    assert not marker.exists()  # nothing was unpickled
+    assert len(again) == len(expected)  # ... and the cache was rebuilt from raw/
+    assert all(torch.equal(a.pos, b) for a, b in zip(again, expected))
+    # PyG's own loader would have run it (the point of the test)
+    with pytest.warns(UserWarning):
+        pyg_fs.torch_load(str(processed / "pre_filter.pt"))
+    assert marker.exists()

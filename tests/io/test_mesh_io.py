@@ -373,3 +373,249 @@ def test_report_repr_and_dict():
     assert "num_duplicate_vertices=1" in repr(r)
     assert r.to_dict()["non_manifold_edges"] == 6 and not r.is_clean and not r.is_manifold
     assert osp.basename(mesh_module.__file__) == "mesh.py"
+
+
+# ---------------------------------------------------------------------------
+# OBJ as users have them, real files made by others, orientation cleaning
+# ---------------------------------------------------------------------------
+
+DATA = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "data")
+REAL_FILES = ["pybullet/bunny.obj", "pybullet/cloth_z_up.obj", "pybullet/convex_009.obj",
+              "pybullet/cube.obj", "pybullet/domino.obj", "pybullet/duck_vhacd.obj",
+              "pyvista/ant.ply", "pyvista/sphere.ply", "pybullet/finger_tip_left.stl"]
+
+
+def _data(name):
+    return osp.join(DATA, *name.split("/"))
+
+
+def _v_lines(path):
+    with open(path, "rb") as f:
+        return [ln.split()[1:4] for ln in f.read().decode().splitlines() if ln.startswith("v ")]
+
+
+def test_obj_statements(tmp_path):
+    # every kind of statement trimesh reads, plus relative indices declared between
+    # vertex blocks, a continued line, CRLF ends and an unreferenced vertex
+    text = "\r\n".join([
+        "# a comment", "mtllib missing.mtl", "o first", "g side", "s 1",
+        "v 0 0 0", "v 1 0 0", "v 1 1 0 1.0", "v 0 1 0 0.5 0.5 0.5",  # w, colour
+        "vt 0 0", "vt 1 0", "vt 1 1", "vt 0 1", "vt 0.5 0.5",  # 5 uvs for 4 vertices
+        "vn 0 0 1",
+        "usemtl red",
+        "f 1/1/1 2/2/1 3/3/1",
+        "f 1//1 3//1 4//1  # trailing comment",
+        "v 5 5 5",  # unreferenced
+        "g top", "usemtl blue", "s off",
+        "v 0 0 1", "v 1 0 1", "v 1 1 1", "v 0.5 1.5 1", "v 0 1 1",
+        "f -5/1 -4/2 -3/3 \\", "  -2/4 -1/5",  # a pentagon, relative, continued
+        "l 1 2", "p 3",
+        "f 6 8 2",
+    ]) + "\r\n"
+    path = _write(tmp_path, "statements.obj", text)
+    data, report = read_mesh(path, return_report=True)
+    coords = [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [5, 5, 5], [0, 0, 1], [1, 0, 1],
+              [1, 1, 1], [0.5, 1.5, 1], [0, 1, 1]]
+    assert data.pos.tolist() == coords  # one row per 'v' line, file order, none dropped
+    expected = [[0, 1, 2], [0, 2, 3], [5, 6, 7], [5, 7, 8], [5, 8, 9], [5, 7, 1]]
+    assert data.face.T.tolist() == expected
+    assert report.num_polygons_triangulated == 1 and report.num_unreferenced_vertices == 1
+    assert report.num_vertices == 10 and report.num_faces == 6
+    # trimesh (5.2) cannot parse a face line with a trailing comment; without it, it
+    # finds the same triangles (as corner positions)
+    path2 = _write(tmp_path, "statements2.obj", text.replace("  # trailing comment", ""))
+    assert torch.equal(read_mesh(path2).face, data.face)
+    theirs = trimesh.load(str(path2), process=False, maintain_order=True, force="mesh")
+    assert len(theirs.faces) == 6
+    ours = {tuple(map(tuple, t)) for t in data.pos[data.face.T].tolist()}
+    assert {tuple(map(tuple, t)) for t in theirs.vertices[theirs.faces].tolist()} <= ours
+
+
+@pytest.mark.parametrize("name", [f for f in REAL_FILES if f.endswith(".obj")])
+def test_real_obj_against_trimesh(name):
+    path = _data(name)
+    ours, report = read_mesh(path, return_report=True, dtype=torch.float64)
+    # one vertex per 'v' line, in file order
+    v = np.array(_v_lines(path), dtype=np.float64)
+    assert ours.num_nodes == report.num_vertices == v.shape[0]
+    assert np.array_equal(ours.pos.numpy(), v)
+    # trimesh with maintain_order keeps the file's indexing on these files: identical
+    theirs = trimesh.load(path, process=False, maintain_order=True, force="mesh")
+    assert np.array_equal(ours.pos.numpy(), theirs.vertices)
+    assert np.array_equal(ours.face.T.numpy(), theirs.faces)
+    # trimesh's default splits vertices along uv / normal seams, but the triangles
+    # (as corner positions, in order) are the same
+    split = trimesh.load(path, process=False, force="mesh")
+    assert np.array_equal(ours.pos.numpy()[ours.face.T.numpy()],
+                          split.vertices[split.faces])
+    if name.endswith(("cube.obj", "domino.obj")):
+        assert len(split.vertices) > ours.num_nodes  # the seams trimesh splits
+
+
+@pytest.mark.parametrize("name", [f for f in REAL_FILES if not f.endswith(".obj")])
+def test_real_ply_stl_against_trimesh(name):
+    path = _data(name)
+    ours = read_mesh(path, dtype=torch.float64)
+    theirs = trimesh.load(path, process=False, force="mesh")
+    assert np.array_equal(ours.pos.numpy()[ours.face.T.numpy()],
+                          theirs.vertices[theirs.faces])
+    if name.endswith(".ply"):
+        assert np.array_equal(ours.pos.numpy(), theirs.vertices)
+        assert np.array_equal(ours.face.T.numpy(), theirs.faces)
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_clean_then_mesh_to_data(name):
+    from gdl_pyg.domains import mesh_to_data
+    data, report = read_mesh(_data(name), clean=True, return_report=True,
+                             dtype=torch.float64)
+    assert report.is_manifold and report.is_oriented
+    out = mesh_to_data(data.pos, data.face)
+    assert out.mass.sum() > 0 and out.edge_logmap.shape == (out.edge_index.size(1), 2)
+
+
+def _flip(face, mask):
+    face = face.clone()
+    face[:, mask] = face[:, mask].flip(0)
+    return face
+
+
+def test_clean_fixes_flipped_faces_of_a_real_mesh(tmp_path):
+    from gdl_pyg.domains import mesh_to_data
+    ref = read_mesh(_data("pybullet/bunny.obj"), dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(ref.face.size(1), generator=g) < 0.3
+    flipped = _flip(ref.face, mask)
+    path = tmp_path / "flipped.obj"
+    write_mesh(path, ref.pos, flipped)
+    raw, report = read_mesh(path, return_report=True, dtype=torch.float64)
+    assert torch.equal(raw.face, flipped)  # reading alone changes nothing
+    assert report.inconsistent_winding == int(mask.sum()) and not report.is_clean
+    assert not report.is_oriented and report.num_non_orientable_edges == 0
+    with pytest.raises(ValueError, match="orient"):
+        mesh_to_data(raw.pos, raw.face)
+    fixed = read_mesh(path, clean=True, dtype=torch.float64)
+    assert torch.equal(fixed.pos, ref.pos) and torch.equal(fixed.face, ref.face)
+    assert mesh_report(fixed.pos, fixed.face).is_clean
+    mesh_to_data(fixed.pos, fixed.face)
+    # the same as trimesh's repair (fix_normals: consistent winding, then outward)
+    tm = trimesh.Trimesh(ref.pos.numpy(), flipped.T.numpy(), process=False)
+    trimesh.repair.fix_normals(tm)
+    assert np.allclose(tm.face_normals, trimesh.Trimesh(
+        fixed.pos.numpy(), fixed.face.T.numpy(), process=False).face_normals)
+
+
+def test_clean_turns_inverted_closed_components_outwards():
+    ref = read_mesh(_data("pybullet/duck_vhacd.obj"), dtype=torch.float64)
+    # five closed hulls; turn the second and fourth inside out
+    comp = torch.from_numpy(trimesh.graph.connected_component_labels(
+        trimesh.Trimesh(ref.pos.numpy(), ref.face.T.numpy(), process=False).face_adjacency,
+        node_count=ref.face.size(1)))
+    assert int(comp.max()) + 1 == 5
+    mask = (comp == 1) | (comp == 3)
+    inverted = _flip(ref.face, mask)
+    report = mesh_report(ref.pos, inverted)
+    assert report.num_inverted_components == 2 and report.inconsistent_winding == 0
+    pos, face, _ = clean_mesh(ref.pos, inverted)
+    assert torch.equal(pos, ref.pos) and torch.equal(face, ref.face)
+    vol = trimesh.Trimesh(pos.numpy(), face.T.numpy(), process=False).volume
+    assert vol > 0
+
+
+def test_clean_drops_unreferenced_vertices_of_a_real_mesh(tmp_path):
+    from gdl_pyg.domains import mesh_to_data
+    src = _data("pybullet/cube.obj")
+    with open(src, "rb") as f:
+        text = f.read().decode()
+    # two stray vertices, one before the real ones (so every position index moves by
+    # one) and one between the vertices and the faces
+    lines = ["v 9 9 9"]
+    for ln in text.splitlines():
+        if ln.startswith("f "):
+            if "v 7 7 7" not in lines:
+                lines.append("v 7 7 7")
+            corners = [c.split("/", 1) for c in ln.split()[1:]]
+            ln = "f " + " ".join("/".join([str(int(c[0]) + 1)] + c[1:]) for c in corners)
+        lines.append(ln)
+    path = _write(tmp_path, "stray.obj", "\n".join(lines) + "\n")
+    raw, report = read_mesh(path, return_report=True)
+    assert raw.num_nodes == 10 and report.num_unreferenced_vertices == 2
+    with pytest.raises(ValueError, match="no face"):
+        mesh_to_data(raw.pos.double(), raw.face)
+    clean = read_mesh(path, clean=True)
+    ref = read_mesh(src)
+    assert torch.equal(clean.pos, ref.pos) and torch.equal(clean.face, ref.face)
+
+
+def test_report_detects_what_it_should_and_only_that():
+    # a checker that fails on broken input: consistent meshes report nothing, each
+    # defect is counted by exactly its own field
+    ref = read_mesh(_data("pyvista/sphere.ply"), dtype=torch.float64)
+    assert mesh_report(ref.pos, ref.face).is_oriented
+    one = _flip(ref.face, torch.arange(ref.face.size(1)) == 7)
+    r = mesh_report(ref.pos, one)
+    assert (r.inconsistent_winding, r.num_inverted_components) == (1, 0)
+    r = mesh_report(ref.pos, ref.face.flip(0))
+    assert (r.inconsistent_winding, r.num_inverted_components) == (0, 1)
+    assert "1 inward-facing closed component(s)" in r.problems()
+
+
+def test_non_manifold_vertex_and_non_orientable(tmp_path):
+    # a bow-tie: two triangles sharing one vertex only
+    pos = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0]])
+    face = torch.tensor([[0, 1, 2], [0, 3, 4]]).T
+    path = tmp_path / "bowtie.off"
+    write_mesh(path, pos, face)
+    _, report = read_mesh(path, return_report=True)
+    assert report.non_manifold_vertices == 1 and report.non_manifold_edges == 0
+    assert not report.is_manifold
+    with pytest.raises(ValueError, match=r"bowtie\.off.*1 vertex\(es\).*bow-ties"):
+        read_mesh(path, require_manifold=True)
+    # a Moebius strip cannot be oriented: reported, and cleaning leaves it so
+    n = 12
+    t = np.arange(n) * 2 * np.pi / n
+    v = np.concatenate([np.stack([(1 + u * np.cos(t / 2)) * np.cos(t),
+                                  (1 + u * np.cos(t / 2)) * np.sin(t),
+                                  u * np.sin(t / 2)], 1) for u in (-0.3, 0.3)])
+    f = []
+    for i in range(n):
+        j = (i + 1) % n
+        a, b = i, i + n
+        c, d = (j, j + n) if j else (n, 0)  # the half twist swaps the sides
+        f += [[a, c, d], [a, d, b]]
+    r = mesh_report(torch.from_numpy(v), torch.tensor(f).T)
+    assert r.num_non_orientable_edges > 0 and not r.is_oriented and r.is_manifold
+    assert r.num_inverted_components == 0  # an open, non-orientable component: untouched
+
+
+def test_obj_errors_name_file_and_line(tmp_path):
+    cases = {
+        "before_first.obj": ("v 0 0 0\nv 1 0 0\nf 1 2 -3\nv 0 1 0\n", r"line 3.*-3.*before"),
+        "continued_eof.obj": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 \\\n", "continued line"),
+        "bad_index.obj": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 x/1\n", r"line 4.*'x/1'"),
+        "short_v.obj": ("v 0 0 0\nv 1 0\nv 0 1 0\nf 1 2 3\n", r"line 2.*3 coordinates"),
+        "word_v.obj": ("v 0 0 0\nv 1 a 0\nv 0 1 0\nf 1 2 3\n", "line 2.*not numbers"),
+        "zero.obj": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n", "index 0"),
+    }
+    for name, (text, pattern) in cases.items():
+        path = _write(tmp_path, name, text)
+        with pytest.raises(ValueError, match=pattern) as info:
+            read_mesh(path)
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match=r"nan_168\.obj.*NaN"):
+        read_mesh(_data("pybullet/nan_168.obj"))
+
+
+def test_obj_large_is_fast(tmp_path):
+    import time
+    m = trimesh.creation.icosphere(6)  # 81920 triangles
+    face = torch.tensor(m.faces.T.copy())
+    g = torch.Generator().manual_seed(0)
+    flipped = _flip(face, torch.rand(face.size(1), generator=g) < 0.2)
+    path = tmp_path / "big.obj"
+    write_mesh(path, torch.tensor(m.vertices, dtype=torch.float32), flipped)
+    t0 = time.perf_counter()
+    data = read_mesh(path, clean=True)
+    elapsed = time.perf_counter() - t0
+    assert torch.equal(data.face, face)
+    assert elapsed < 10.0, elapsed  # about 1 s on one core of the project's machine
