@@ -8,6 +8,7 @@ from gdl_pyg.groups.base import Group, apply_matrix, attr_level, permute_nodes
 from gdl_pyg.groups.euclidean import E3, O3, SO2, SO3, random_rotation
 from gdl_pyg.groups.gauge import GaugeGroup, gauge_matrix
 from gdl_pyg.groups.grid import CyclicGroup, DihedralGroup, Translations
+from gdl_pyg.groups.icosahedral import IcosahedralGroup
 from gdl_pyg.groups.permutation import Permutations
 from gdl_pyg.groups.time_warping import TimeWarping
 
@@ -22,6 +23,7 @@ __all__ = [
     "O3",
     "E3",
     "GaugeGroup",
+    "IcosahedralGroup",
     "TimeWarping",
     "permute_nodes",
     "apply_matrix",

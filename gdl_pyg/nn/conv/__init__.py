@@ -11,12 +11,14 @@ from gdl_pyg.nn.conv.grid_conv import GridConv
 from gdl_pyg.nn.conv.group_conv import GroupConv
 from gdl_pyg.nn.conv.lifting_conv import LiftingConv
 from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
+from gdl_pyg.nn.conv.sphere_conv import SphereConv
 from gdl_pyg.nn.conv.gem_conv import GEMConv
 
 __all__ = [
     "DiffusionConv",
     "GEMConv",
     "GridConv",
+    "SphereConv",
     "LiftingConv",
     "GroupConv",
     "GatedRecurrentConv",

@@ -1,0 +1,207 @@
+r"""Rotation-equivariant convolution of signals on the sphere :math:`S^2`."""
+import math
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+__all__ = ["SphereConv"]
+
+
+def _sh_degrees(lmax: int, device=None) -> Tensor:
+    r"""The degree :math:`l` of each of the :math:`(l_{max}+1)^2` real
+    spherical harmonics, in e3nn's order."""
+    return torch.repeat_interleave(torch.arange(lmax + 1, device=device),
+                                   2 * torch.arange(lmax + 1, device=device) + 1)
+
+
+class SphereConv(MessagePassing):
+    r"""A rotation-equivariant convolution of signals on the sphere, with
+    isotropic (zonal) filters, in two discretisations.
+
+    ``kernel="isotropic"``: message passing on a graph of the sphere (e.g.
+    the radius graph of an :func:`~gdl_pyg.domains.icosphere`), with a filter
+    that depends only on the geodesic angle :math:`\theta_{ij} =
+    \arccos\langle p_i, p_j\rangle` through :obj:`num_rings` Gaussian rings
+    :math:`b_k` (as the spherical CNN of `"DeepSphere"
+    <https://arxiv.org/abs/1810.12186>`_, with a learned radial profile):
+
+    .. math::
+        \mathbf{x}'_i = \mathbf{\Theta}_0 \mathbf{x}_i + \sum_{k=1}^{K}
+        \mathbf{\Theta}_k \frac{\sum_{j \in \mathcal{N}(i)} b_k(\theta_{ij})
+        \mathbf{x}_j}{\sum_{j \in \mathcal{N}(i)} b_k(\theta_{ij})} + \mathbf{b},
+        \qquad b_k(\theta) = \exp\Big(-\frac{(\theta - k\Delta)^2}{2 (\Delta/2)^2}\Big),
+
+    with :math:`\Delta = \theta_{max}/K`. Any rotation that maps the vertex
+    set onto itself (the 60 rotations of the icosahedron on an icosphere)
+    commutes with it exactly.
+
+    ``kernel="harmonic"``: the convolution theorem on :math:`S^2` (`"Learning
+    SO(3) Equivariant Representations with Spherical CNNs"
+    <https://arxiv.org/abs/1711.06721>`_): the signal is expanded in real
+    spherical harmonics :math:`Y_{lm}` (e3nn's, ``normalization="integral"``)
+    by quadrature with the vertex areas ``mass``, each degree is filtered by
+    a learned channel mixing :math:`\mathbf{W}_l` (the spectrum of a zonal
+    filter), and the result is synthesised back at the vertices:
+
+    .. math::
+        \hat{\mathbf{x}}_{lm} = \sum_i m_i Y_{lm}(p_i)\, \mathbf{x}_i, \qquad
+        \mathbf{x}'_i = \sum_{l \le L} \sum_{m} Y_{lm}(p_i)\,
+        \mathbf{W}_l \hat{\mathbf{x}}_{lm} + \mathbf{b}.
+
+    The filter commutes with every rotation in the band-limited subspace
+    (:math:`Y(Rp) = D(R) Y(p)` and :math:`\mathbf{W}_l` acts on channels
+    only); on a mesh, exactly with the rotations that permute its vertices and
+    keep their areas, and approximately with the others (aliasing of the
+    quadrature, which shrinks as the mesh is refined).
+
+    Args:
+        in_channels (int): input features per vertex.
+        out_channels (int): output features per vertex.
+        kernel (str, optional): ``"isotropic"`` or ``"harmonic"``.
+            (default: :obj:`"isotropic"`)
+        num_rings (int, optional): rings :math:`K` of the isotropic filter.
+            (default: :obj:`2`)
+        max_angle (float, optional): :math:`\theta_{max}` in radians, the
+            angle of the outermost ring; :obj:`None` takes the largest edge
+            angle of the input graph. (default: :obj:`None`)
+        lmax (int, optional): band limit :math:`L` of the harmonic filter.
+            (default: :obj:`4`)
+        bias (bool, optional): (default: :obj:`True`)
+
+    Shapes:
+        - **input:** ``x`` :math:`(|\mathcal{V}|, F_{in})`, ``pos``
+          :math:`(|\mathcal{V}|, 3)` unit vectors, ``edge_index``
+          :math:`(2, |\mathcal{E}|)` (isotropic), ``mass``
+          :math:`(|\mathcal{V}|)` (harmonic; uniform :math:`4\pi/|\mathcal{V}|`
+          per graph if omitted), ``batch`` :math:`(|\mathcal{V}|)` optional
+        - **output:** :math:`(|\mathcal{V}|, F_{out})`
+    """
+    group_name = "SO(3)"
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel: Literal["isotropic", "harmonic"] = "isotropic", num_rings: int = 2,
+                 max_angle: Optional[float] = None, lmax: int = 4, bias: bool = True):
+        super().__init__(aggr="add")
+        name = type(self).__name__
+        for key, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                           ("num_rings", num_rings)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"'{name}' expected a positive integer '{key}' (got {value!r})")
+        if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
+            raise ValueError(f"'{name}' expected a non-negative integer 'lmax' (got {lmax!r})")
+        if kernel not in ("isotropic", "harmonic"):
+            raise ValueError(f"'{name}' expected kernel 'isotropic' or 'harmonic' "
+                             f"(got {kernel!r})")
+        if max_angle is not None and not 0.0 < float(max_angle) <= math.pi:
+            raise ValueError(f"'{name}' expected 'max_angle' in (0, pi] (got {max_angle!r})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel, self.num_rings, self.max_angle, self.lmax = kernel, num_rings, max_angle, lmax
+        if kernel == "isotropic":
+            # [K + 1, F_out, F_in]: the centre tap, then one per ring
+            self.weight = Parameter(torch.empty(num_rings + 1, out_channels, in_channels))
+        else:
+            self.weight = Parameter(torch.empty(lmax + 1, out_channels, in_channels))
+        self.bias = Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        bound = 1.0 / math.sqrt(self.in_channels * self.weight.size(0))
+        torch.nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
+
+    def _check(self, x: Tensor, pos: Tensor) -> None:
+        name = type(self).__name__
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
+            shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"'{name}' expected 'x' of shape [num_nodes, {self.in_channels}] "
+                             f"(got {shape})")
+        if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(-1) != 3 \
+                or pos.size(0) != x.size(0):
+            shape = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
+            raise ValueError(f"'{name}' expected 'pos' of shape [{x.size(0)}, 3] (points on the "
+                             f"unit sphere, e.g. from 'gdl_pyg.domains.icosphere') (got {shape})")
+        if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(pos).all()):
+            raise ValueError(f"'{name}' received NaN or infinite values in 'x' or 'pos'")
+
+    def forward(self, x: Tensor, pos: Tensor, edge_index: Optional[Tensor] = None,
+                mass: Optional[Tensor] = None, batch: Optional[Tensor] = None) -> Tensor:
+        self._check(x, pos)
+        if self.kernel == "isotropic":
+            out = self._isotropic(x, pos, edge_index)
+        else:
+            out = self._harmonic(x, pos, mass, batch)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    # ------------------------------------------------------------- isotropic
+    def _isotropic(self, x: Tensor, pos: Tensor, edge_index: Optional[Tensor]) -> Tensor:
+        name = type(self).__name__
+        if edge_index is None:
+            raise ValueError(f"'{name}' with kernel='isotropic' needs 'edge_index' (e.g. "
+                             f"'gdl_pyg.ops.radius_graph(pos, r)' on an icosphere)")
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 \
+                or edge_index.size(0) != 2 or edge_index.is_floating_point():
+            shape = list(edge_index.shape) if isinstance(edge_index, Tensor) else \
+                type(edge_index).__name__
+            raise ValueError(f"'{name}' expected an integer 'edge_index' of shape [2, num_edges] "
+                             f"(got {shape})")
+        src, dst = edge_index
+        u = pos / pos.norm(dim=-1, keepdim=True)
+        cos = (u[src] * u[dst]).sum(-1).clamp(-1.0, 1.0)
+        theta = torch.arccos(cos)  # [E]
+        if self.max_angle is not None:
+            theta_max = torch.as_tensor(float(self.max_angle), dtype=x.dtype, device=x.device)
+        elif theta.numel():
+            theta_max = theta.max().detach()
+        else:
+            theta_max = torch.ones((), dtype=x.dtype, device=x.device)
+        K = self.num_rings
+        delta = theta_max / K
+        centres = torch.arange(1, K + 1, dtype=x.dtype, device=x.device) * delta
+        basis = torch.exp(-0.5 * ((theta.unsqueeze(-1) - centres) / (0.5 * delta)) ** 2)  # [E, K]
+        norm = scatter(basis, dst, 0, dim_size=x.size(0), reduce="sum")  # [N, K]
+        # m_ik = sum_j b_k(theta_ij) x_j / sum_j b_k(theta_ij)  -> [N, K, F_in]
+        agg = self.propagate(edge_index, x=x, basis=basis, size=(x.size(0), x.size(0)))
+        agg = agg.view(x.size(0), K, self.in_channels) / norm.clamp_min(1e-12).unsqueeze(-1)
+        out = x @ self.weight[0].t()
+        # n: vertex, k: ring, o: output channel, c: input channel
+        return out + torch.einsum("nkc,koc->no", agg, self.weight[1:])
+
+    def message(self, x_j: Tensor, basis: Tensor) -> Tensor:
+        return (basis.unsqueeze(-1) * x_j.unsqueeze(1)).flatten(1)  # [E, K * F_in]
+
+    # ------------------------------------------------------------- harmonic
+    def _harmonic(self, x: Tensor, pos: Tensor, mass: Optional[Tensor],
+                  batch: Optional[Tensor]) -> Tensor:
+        from e3nn import o3
+        N = x.size(0)
+        if batch is None:
+            batch = torch.zeros(N, dtype=torch.long, device=x.device)
+        B = int(batch.max()) + 1 if N else 0
+        if mass is None:
+            counts = torch.bincount(batch, minlength=B).to(x.dtype)
+            mass = (4.0 * math.pi / counts)[batch]
+        elif mass.shape != (N,):
+            raise ValueError(f"'{type(self).__name__}' expected 'mass' of shape [{N}] "
+                             f"(got {list(mass.shape)})")
+        Y = o3.spherical_harmonics(list(range(self.lmax + 1)), pos.to(x.dtype), normalize=True,
+                                   normalization="integral")  # [N, (L+1)^2]
+        # n: vertex, s: harmonic (l, m), c / o: channels, b: graph
+        coeff = scatter(Y.unsqueeze(-1) * (mass.to(x.dtype).unsqueeze(-1) * x).unsqueeze(1),
+                        batch, 0, dim_size=B, reduce="sum")  # [B, S, F_in]
+        W = self.weight[_sh_degrees(self.lmax, x.device)]  # [S, F_out, F_in]
+        filtered = torch.einsum("bsc,soc->bso", coeff, W)
+        return torch.einsum("ns,nso->no", Y, filtered[batch])
+
+    def __repr__(self) -> str:
+        extra = f"num_rings={self.num_rings}" if self.kernel == "isotropic" else \
+            f"lmax={self.lmax}"
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel={self.kernel!r}, {extra})")
