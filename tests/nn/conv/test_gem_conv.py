@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 import torch
@@ -123,9 +124,12 @@ def test_gauge_equivariance_generated(kind, M, N):
 
 
 @pytest.mark.parametrize("path", ["datasets/deform/raw/pose_003.ply",
-                                  "datasets/shapes/raw/torus/torus_01.ply"])
+                                  "datasets/shapes/raw/torus/torus_01.ply",
+                                  "tests/data/pybullet/bunny.obj"])  # a real scan, not ours
 def test_gauge_equivariance_shipped_mesh(path):
-    m = read_mesh(path, dtype=DT)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    m = read_mesh(os.path.join(root, path), dtype=DT, clean=True)
     data = with_x(mesh_to_data(m.pos, m.face), 2, 2)
     r = float(data.edge_logmap[:, 0].mean())
     conv = GEMConv(2, 3, 2, 2, num_rings=2, max_radius=3 * r)
