@@ -5,6 +5,7 @@ from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rot
 from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
                                           SyntheticGraphsDataModule)
 from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate_shape
+from gdl_pyg.lightning.nbody_data import NBodyDataModule, simulate_charged_particles
 from gdl_pyg.lightning.node_task import NodeClassificationTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
 from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
@@ -19,6 +20,8 @@ __all__ = [
     "SetsDataModule",
     "GraphDataModule",
     "MeshDataModule",
+    "NBodyDataModule",
+    "simulate_charged_particles",
     "PositionFeatures",
     "rotate_shape",
     "RotatedDigitsDataModule",

@@ -4,6 +4,7 @@ from gdl_pyg.nn.conv.attentional_conv import AttentionalConv
 from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency
 from gdl_pyg.nn.conv.deep_sets_conv import DeepSetsConv
 from gdl_pyg.nn.conv.diffusion_conv import DiffusionConv
+from gdl_pyg.nn.conv.egnn_conv import EGNNConv
 from gdl_pyg.nn.conv.gated_lstm_conv import GatedLSTMConv
 from gdl_pyg.nn.conv.gated_recurrent_conv import GatedRecurrentConv
 from gdl_pyg.nn.conv.graph_transformer_conv import GraphTransformerConv, complete_edge_index
@@ -16,6 +17,7 @@ from gdl_pyg.nn.conv.gem_conv import GEMConv
 
 __all__ = [
     "DiffusionConv",
+    "EGNNConv",
     "GEMConv",
     "GridConv",
     "SphereConv",

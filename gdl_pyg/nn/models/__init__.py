@@ -1,5 +1,6 @@
 r"""Ready models assembled from the blueprint, one per domain."""
 from gdl_pyg.nn.models.diffusion_net import DiffusionNet
+from gdl_pyg.nn.models.egnn import EGNN, NBodyGNN
 from gdl_pyg.nn.models.gcnn import GCNN
 from gdl_pyg.nn.models.gem_cnn import GEMCNN
 from gdl_pyg.nn.models.gnn import GNN, DeepSets, GraphTransformer
@@ -8,6 +9,8 @@ from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
 
 __all__ = [
     "DiffusionNet",
+    "EGNN",
+    "NBodyGNN",
     "GridCNN",
     "GCNN",
     "GEMCNN",
