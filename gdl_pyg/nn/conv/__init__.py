@@ -14,11 +14,13 @@ from gdl_pyg.nn.conv.lifting_conv import LiftingConv
 from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
 from gdl_pyg.nn.conv.sphere_conv import SphereConv
 from gdl_pyg.nn.conv.gem_conv import GEMConv
+from gdl_pyg.nn.conv.tensor_field_conv import TensorFieldConv
 
 __all__ = [
     "DiffusionConv",
     "EGNNConv",
     "GEMConv",
+    "TensorFieldConv",
     "GridConv",
     "SphereConv",
     "LiftingConv",

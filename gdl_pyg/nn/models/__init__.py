@@ -4,6 +4,7 @@ from gdl_pyg.nn.models.egnn import EGNN, NBodyGNN
 from gdl_pyg.nn.models.gcnn import GCNN
 from gdl_pyg.nn.models.gem_cnn import GEMCNN
 from gdl_pyg.nn.models.gnn import GNN, DeepSets, GraphTransformer
+from gdl_pyg.nn.models.tensor_field_network import TensorFieldNetwork
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
 
@@ -18,4 +19,5 @@ __all__ = [
     "GNN",
     "GraphTransformer",
     "DeepSets",
+    "TensorFieldNetwork",
 ]
