@@ -42,6 +42,12 @@ from torch_geometric.data import Data
 __all__ = ["mesh_to_data", "laplacian_matrix"]
 
 _TWO_PI = 2.0 * math.pi
+#: Appended to errors that ``gdl_pyg.io.clean_mesh`` / ``read_mesh(..., clean=True)`` fix.
+_CLEAN_HINT = (" (gdl_pyg.io.clean_mesh(pos, face) repairs this, or read the file with "
+               "gdl_pyg.io.read_mesh(path, clean=True))")
+#: Appended to non-manifold errors, which cleaning does not repair.
+_MANIFOLD_HINT = (" (clean=True does not repair non-manifold vertices; "
+                  "read_mesh(path, require_manifold=True) rejects such files)")
 
 
 # --------------------------------------------------------------------------
@@ -152,100 +158,159 @@ def _lookup(keys_sorted: np.ndarray, query: np.ndarray) -> np.ndarray:
 def _corner_data(P: np.ndarray, F: np.ndarray):
     r"""Per corner ``(face f, local k)`` flattened as ``c = 3 f + k``: the corner
     vertex ``a``, the next ``b`` and previous ``c`` vertex of the face, the
-    tip angle and its cotangent; plus face normals and areas."""
+    tip angle and its cotangent, the squared lengths of the edges ``a b`` and
+    ``a c``; plus face normals and areas.
+
+    Computed on contiguous rows ``[3, 3, F]`` (coordinate, corner ``k``,
+    face) from the three edge vectors of each face: the corner's ``b - a`` is
+    an edge vector and its ``c - a`` the negated previous one, the same
+    floating-point values as the differences of gathered positions (negation
+    is exact); the results are interleaved to the corner order at the end."""
     a = F.reshape(-1)
     b = F[:, [1, 2, 0]].reshape(-1)
     c = F[:, [2, 0, 1]].reshape(-1)
-    u, w = P[b] - P[a], P[c] - P[a]
-    cr = np.cross(u, w)
-    dbl = np.linalg.norm(cr, axis=-1)
-    dot = (u * w).sum(-1)
-    angle = np.arctan2(dbl, dot)
-    cot = dot / np.maximum(dbl, 1e-300)
-    cross_f = np.cross(P[F[:, 1]] - P[F[:, 0]], P[F[:, 2]] - P[F[:, 0]])
-    dbl_f = np.linalg.norm(cross_f, axis=-1)
-    return a, b, c, angle, cot, cross_f / np.maximum(dbl_f, 1e-300)[:, None], 0.5 * dbl_f
+    Pt = np.ascontiguousarray(P.T)  # [3, N]
+    V0, V1, V2 = Pt[:, F[:, 0]], Pt[:, F[:, 1]], Pt[:, F[:, 2]]  # [3, F]
+    e0, e1, e2 = V1 - V0, V2 - V1, V0 - V2
+    u0, u1, u2 = np.stack([e0, e1, e2], axis=1)  # b - a, each [3 (k), F]
+    w0, w1, w2 = -np.stack([e2, e0, e1], axis=1)  # c - a
+    # the cross product with numpy.cross's arithmetic
+    cr0 = u1 * w2 - u2 * w1
+    cr1 = u2 * w0 - u0 * w2
+    cr2 = u0 * w1 - u1 * w0
+    dbl = np.sqrt(cr0 * cr0 + cr1 * cr1 + cr2 * cr2)
+    dot = u0 * w0 + u1 * w1 + u2 * w2
+    # the corner k = 0 of each face spans the face: its cross product is the face's
+    dbl_f = dbl[0]
+    face_normal = np.stack([cr0[0], cr1[0], cr2[0]], axis=-1)
+    face_normal /= np.maximum(dbl_f, 1e-300)[:, None]
+
+    def corners(x):  # [3 (k), F] -> [C], c = 3 f + k
+        return x.T.reshape(-1)
+
+    return (a, b, c, corners(np.arctan2(dbl, dot)), corners(dot / np.maximum(dbl, 1e-300)),
+            face_normal, 0.5 * dbl_f, corners(u0 * u0 + u1 * u1 + u2 * u2),
+            corners(w0 * w0 + w1 * w1 + w2 * w2))
 
 
-def _laplacian(N: int, a, b, c, cot) -> Tuple[np.ndarray, np.ndarray]:
-    import scipy.sparse as sp
+def _in_face(x: np.ndarray, shift: int) -> np.ndarray:
+    r"""The per-corner array ``x`` read at the corner ``shift`` places further
+    in the same face (``3 f + (k + shift) % 3``)."""
+    return np.roll(x.reshape(-1, 3), -shift, axis=1).reshape(-1)
+
+
+def _edges(N: int, a: np.ndarray, b: np.ndarray, c: np.ndarray):
+    r"""Unique mesh edges in both directions, ``[2, E]`` sorted by target then
+    source, and for every corner the index of the edge ``b -> a`` (its next
+    vertex seen from ``a``) and ``c -> a``.
+
+    One stable sort of the ``2 C`` keys ``a N + b`` and ``a N + c`` (which
+    hold every directed edge of every face) groups them; the group ranks are
+    the edge indices, scattered back to the corners, so no later look-up
+    (``searchsorted``) is needed. The keys of a mesh come in long sorted runs,
+    which the stable sort (timsort) exploits: about linear time in practice.
+    """
+    C = a.size
+    key = np.concatenate([a * N + b, a * N + c])  # target-major: (i = a, j = b or c)
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    new = np.empty(2 * C, bool)
+    new[0] = True
+    np.not_equal(ks[1:], ks[:-1], out=new[1:])
+    uniq = ks[new]
+    eid = np.empty(2 * C, np.int64)
+    eid[order] = np.cumsum(new) - 1
+    edge_index = np.stack([uniq % N, uniq // N])
+    return edge_index, eid[:C], eid[C:]
+
+
+def _laplacian(N: int, edge_index: np.ndarray, eid_next: np.ndarray, eid_prev: np.ndarray,
+               b: np.ndarray, c: np.ndarray, cot: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    r"""The coalesced COO cotangent Laplacian built directly on the edge list:
+    its pattern is the edges (row = target) plus the diagonal, merged in
+    row-major order by index arithmetic (no sparse-format round trip)."""
+    src, dst = edge_index
+    E = src.size
     w = 0.5 * cot  # the corner at a weighs the opposite edge (b, c)
-    rows = np.concatenate([b, c, b, c])
-    cols = np.concatenate([c, b, b, c])
-    vals = np.concatenate([-w, -w, w, w])
-    L = sp.coo_matrix((vals, (rows, cols)), shape=(N, N)).tocsr()
-    L.sum_duplicates()
-    L.sort_indices()
-    L = L.tocoo()
-    return np.stack([L.row, L.col]).astype(np.int64), L.data
+    # the edge (row b, col c) is "next" of the corner at b; (row c, col b)
+    # is "previous" of the corner at c
+    e_bc, e_cb = _in_face(eid_next, 1), _in_face(eid_prev, 2)
+    off = -np.bincount(np.concatenate([e_bc, e_cb]), np.concatenate([w, w]), minlength=E)
+    diag = np.bincount(np.concatenate([b, c]), np.concatenate([w, w]), minlength=N)
+    count = np.bincount(dst, minlength=N)
+    first = np.cumsum(count) - count  # first edge of each row
+    lower = src < dst
+    n_lower = np.bincount(dst[lower], minlength=N)
+    nnz = E + N
+    rows = np.empty(nnz, np.int64)
+    cols = np.empty(nnz, np.int64)
+    vals = np.empty(nnz)
+    # an edge moves past the diagonals of the rows before it, and past its
+    # own row's diagonal when its column is larger
+    pe = np.arange(E) + dst + ~lower
+    pd = first + np.arange(N) + n_lower
+    rows[pe], cols[pe], vals[pe] = dst, src, off
+    ar = np.arange(N)
+    rows[pd], cols[pd], vals[pd] = ar, ar, diag
+    return np.stack([rows, cols]), vals
 
 
-def _mass(N: int, a, b, c, angle, cot, P, face_area, kind: str) -> np.ndarray:
+def _mass(N: int, a, angle, cot, sq_ab, sq_ac, face_area, kind: str) -> np.ndarray:
+    A = np.repeat(face_area, 3)
     if kind == "barycentric":
-        return np.bincount(a, np.repeat(face_area / 3.0, 3), minlength=N)
+        return np.bincount(a, A / 3.0, minlength=N)
     # mixed Voronoi (Meyer et al. 2003). Corner order c = 3 f + k; the corner
     # at a is followed by the corner at b (k + 1) and at c (k + 2) in its face.
-    f = np.arange(a.size) // 3
-    k = np.arange(a.size) % 3
-    cot_b = cot[3 * f + (k + 1) % 3]
-    cot_c = cot[3 * f + (k + 2) % 3]
-    lab2 = ((P[b] - P[a]) ** 2).sum(-1)
-    lac2 = ((P[c] - P[a]) ** 2).sum(-1)
-    voronoi = (lab2 * cot_c + lac2 * cot_b) / 8.0
-    obtuse_face = (angle.reshape(-1, 3) > 0.5 * math.pi).any(-1)[f]
-    A = face_area[f]
-    area = np.where(obtuse_face, np.where(angle > 0.5 * math.pi, A / 2.0, A / 4.0), voronoi)
+    voronoi = (sq_ab * _in_face(cot, 2) + sq_ac * _in_face(cot, 1)) / 8.0
+    obtuse = angle > 0.5 * math.pi
+    obtuse_face = np.repeat(obtuse.reshape(-1, 3).any(-1), 3)
+    area = np.where(obtuse_face, np.where(obtuse, A / 2.0, A / 4.0), voronoi)
     return np.bincount(a, area, minlength=N)
 
 
-def _edges(N: int, F: np.ndarray) -> np.ndarray:
-    r"""Unique mesh edges in both directions, ``[2, E]`` sorted by target then
-    source."""
-    e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]], axis=0)
-    e = np.concatenate([e, e[:, ::-1]], axis=0)
-    key = np.unique(e[:, 1] * N + e[:, 0])  # target-major
-    return np.stack([key % N, key // N])
-
-
-def _intrinsic_polar(N, a, b, c, angle):
+def _intrinsic_polar(N, a, b, angle, edge_index, eid_next, eid_prev):
     r"""Angle-normalised polar coordinates of the 1-rings.
 
     Walks the corners around every vertex counter-clockwise and accumulates
     tip angles. Returns per corner the cumulative angle of its next vertex
-    ``b`` (scaled), the scale per vertex, and the reference neighbour (whose
-    direction is :math:`\phi = 0`) of every vertex.
+    ``b`` (scaled), the scale per vertex, the reference neighbour (whose
+    direction is :math:`\phi = 0`) of every vertex, and per edge the corner
+    at its target whose next (``owner_next``) or previous (``owner_prev``)
+    vertex is its source (-1 if none).
     """
     C = a.size
-    key_next = a * N + b
-    order = np.argsort(key_next, kind="stable")
-    ks = key_next[order]
-    if C > 1 and bool((ks[1:] == ks[:-1]).any()):
+    E = edge_index.shape[1]
+    if bool((np.bincount(eid_next, minlength=E) > 1).any()):
         raise ValueError(
             "'mesh_to_data' with method='intrinsic' requires a consistently oriented "
             "manifold mesh, but a directed edge belongs to more than one face (a "
-            "non-manifold edge or flipped faces); fix the mesh or use method='extrinsic'")
-    pos_in = _lookup(ks, a * N + c)
-    succ = np.where(pos_in >= 0, order[np.maximum(pos_in, 0)], -1)
+            "non-manifold edge or flipped faces); fix the mesh or use method='extrinsic'"
+            + _CLEAN_HINT)
+    corners = np.arange(C)
+    owner_next = np.full(E, -1, dtype=np.int64)
+    owner_next[eid_next] = corners
+    owner_prev = np.full(E, -1, dtype=np.int64)
+    owner_prev[eid_prev] = corners
+    succ = owner_next[eid_prev]  # the corner at a whose next vertex is our c
     has_pred = np.zeros(C, bool)
     has_pred[succ[succ >= 0]] = True
     # start corner per vertex: the corner with no predecessor (boundary
     # vertices), else the corner whose next vertex has the smallest index
     boundary_corner = ~has_pred
-    n_bnd = np.bincount(a, boundary_corner.astype(np.int64), minlength=N)
+    n_bnd = np.bincount(a, boundary_corner, minlength=N)
     if (n_bnd > 1).any():
         v = int(np.nonzero(n_bnd > 1)[0][0])
         raise ValueError(
             f"'mesh_to_data' with method='intrinsic' requires a manifold mesh, but vertex "
             f"{v} touches several boundary fans (a non-manifold vertex); fix the mesh or use "
-            f"method='extrinsic'")
+            f"method='extrinsic'" + _MANIFOLD_HINT)
     is_bnd_vertex = n_bnd == 1
-    # pick the start: primary sort key boundary-first, then next-vertex index
-    prio = np.where(boundary_corner, -1, b)
-    srt = np.lexsort((prio, a))
-    first = np.ones(C, bool)
-    first[1:] = a[srt][1:] != a[srt][:-1]
-    start = np.full(N, -1, dtype=np.int64)
-    start[a[srt][first]] = srt[first]
+    # the first edge of a row has the smallest source; on a vertex without
+    # boundary corner every neighbour is the next vertex of one of its corners
+    count = np.bincount(edge_index[1], minlength=N)
+    start = owner_next[np.cumsum(count) - count]
+    bc = np.nonzero(boundary_corner)[0]
+    start[a[bc]] = bc
     cum = np.full(C, np.nan)
     cur = start[start >= 0]
     acc = np.zeros(cur.size)
@@ -261,12 +326,12 @@ def _intrinsic_polar(N, a, b, c, angle):
         raise ValueError(
             f"'mesh_to_data' with method='intrinsic' requires a manifold mesh, but the faces "
             f"around vertex {v} form more than one fan (a non-manifold vertex); fix the mesh "
-            f"or use method='extrinsic'")
+            f"or use method='extrinsic'" + _MANIFOLD_HINT)
     total = np.bincount(a, angle, minlength=N)
     scale = np.where(is_bnd_vertex, 1.0, _TWO_PI / np.maximum(total, 1e-300))
     ref = np.full(N, -1, dtype=np.int64)
     ref[start >= 0] = b[start[start >= 0]]
-    return cum * scale[a], scale, ref
+    return cum * scale[a], scale, ref, owner_next, owner_prev
 
 
 def _tie_free_predecessor(dist, row, s, j, src, ptr, r, rtol: float = 1e-9):
@@ -455,66 +520,64 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
     if rep.any():
         raise ValueError(f"'mesh_to_data' received {int(rep.sum())} face(s) with a repeated "
                          f"vertex (e.g. face {int(np.nonzero(rep)[0][0])}: "
-                         f"{F[np.nonzero(rep)[0][0]].tolist()})")
+                         f"{F[np.nonzero(rep)[0][0]].tolist()})" + _CLEAN_HINT)
     used = np.zeros(N, bool)
     used[F.reshape(-1)] = True
     if not used.all():
         raise ValueError(f"'mesh_to_data' received {int((~used).sum())} vertices that belong "
                          f"to no face (e.g. vertex {int(np.nonzero(~used)[0][0])}); remove "
-                         f"unreferenced vertices first")
-    a, b, c, angle, cot, face_normal, face_area = _corner_data(P, F)
+                         f"unreferenced vertices first" + _CLEAN_HINT)
+    a, b, c, angle, cot, face_normal, face_area, sq_ab, sq_ac = _corner_data(P, F)
     ext = np.linalg.norm(P.max(0) - P.min(0))
     tiny = face_area <= 1e-14 * max(ext, 1e-300) ** 2
     if tiny.any():
         raise ValueError(f"'mesh_to_data' received {int(tiny.sum())} degenerate face(s) of "
                          f"(near) zero area (e.g. face {int(np.nonzero(tiny)[0][0])}); "
-                         f"remove them first")
+                         f"remove them first" + _CLEAN_HINT)
 
-    # vertex normals
+    # vertex normals: the weighted face normals summed per corner vertex
     wgt = angle if normal_weighting == "angle" else np.repeat(face_area, 3)
-    nsum = np.zeros((N, 3))
-    np.add.at(nsum, a, wgt[:, None] * np.repeat(face_normal, 3, axis=0))
+    fn = np.repeat(face_normal, 3, axis=0)
+    nsum = np.stack([np.bincount(a, wgt * fn[:, k], minlength=N) for k in range(3)], axis=-1)
     normal, nlen = _unit(nsum)
-    if (nlen <= 1e-12 * np.maximum(np.bincount(a, wgt, minlength=N), 1e-300)).any():
-        v = int(np.nonzero(nlen <= 1e-12 * np.bincount(a, wgt, minlength=N))[0][0])
+    wsum = np.bincount(a, wgt, minlength=N)
+    if (nlen <= 1e-12 * np.maximum(wsum, 1e-300)).any():
+        v = int(np.nonzero(nlen <= 1e-12 * wsum)[0][0])
         raise ValueError(f"'mesh_to_data' cannot define a normal at vertex {v}: its face "
-                         f"normals cancel out")
+                         f"normals cancel out (inconsistently oriented faces?)" + _CLEAN_HINT)
 
-    lap_index, lap_weight = _laplacian(N, a, b, c, cot)
-    vmass = _mass(N, a, b, c, angle, cot, P, face_area, mass)
+    edge_index, eid_next, eid_prev = _edges(N, a, b, c)
+    lap_index, lap_weight = _laplacian(N, edge_index, eid_next, eid_prev, b, c, cot)
+    vmass = _mass(N, a, angle, cot, sq_ab, sq_ac, face_area, mass)
 
-    edge_index = _edges(N, F)
     src, dst = edge_index
-    d = P[src] - P[dst]
-    r = np.linalg.norm(d, axis=-1)
+    # |x_j - x_i| of the edge (i = a, j = b or c): the corner's edge lengths
+    r = np.empty(src.size)
+    r[eid_next] = np.sqrt(sq_ab)
+    r[eid_prev] = np.sqrt(sq_ac)
     if method == "intrinsic":
-        cum, scale, ref = _intrinsic_polar(N, a, b, c, angle)
+        cum, scale, ref, owner_next, owner_prev = _intrinsic_polar(N, a, b, angle, edge_index,
+                                                                   eid_next, eid_prev)
         frame = _tangent_frame(normal, P[ref] - P)
         # phi_i(j) via the corner at i whose next vertex is j; the last
         # neighbour of a boundary vertex is only a previous vertex
-        keys_next = a * N + b
-        o1 = np.argsort(keys_next)
-        phi = np.full(src.size, np.nan)
-        pos1 = _lookup(keys_next[o1], dst * N + src)
-        ok = pos1 >= 0
-        phi[ok] = cum[o1[pos1[ok]]]
-        keys_prev = a * N + c
-        o2 = np.argsort(keys_prev)
-        pos2 = _lookup(keys_prev[o2], dst * N + src)
-        miss = ~ok
-        cp = o2[pos2[miss]]
-        phi[miss] = cum[cp] + scale[a[cp]] * angle[cp]
-        rev = _lookup(dst * N + src, src * N + dst)  # index of the edge i -> j
+        phi = np.empty(src.size)
+        ok = owner_next >= 0
+        phi[ok] = cum[owner_next[ok]]
+        cp = owner_prev[~ok]
+        phi[~ok] = cum[cp] + scale[a[cp]] * angle[cp]
+        # the edge i -> j of the edge j -> i (row a, col b) is "previous" of
+        # the corner at b; that of (row a, col c) is "next" of the corner at c
+        rev = np.empty(src.size, np.int64)
+        rev[eid_next] = _in_face(eid_prev, 1)
+        rev[eid_prev] = _in_face(eid_next, 2)
         conn = _wrap(phi + math.pi - phi[rev])
         phi = _wrap(phi)
     else:
-        ref = np.full(N, -1)
-        order = np.lexsort((src, dst))
-        first = np.ones(order.size, bool)
-        first[1:] = dst[order][1:] != dst[order][:-1]
-        ref[dst[order][first]] = src[order][first]  # smallest neighbour index
+        count = np.bincount(dst, minlength=N)
+        ref = src[np.cumsum(count) - count]  # smallest neighbour index
         frame = _tangent_frame(normal, P[ref] - P)
-        phi = _projected_angle(d, frame[dst])
+        phi = _projected_angle(P[src] - P[dst], frame[dst])
         conn = _extrinsic_connection(normal, frame, src, dst)
 
     if geodesic_radius is not None:

@@ -1,0 +1,267 @@
+r"""Timings of the mesh pipeline: :func:`gdl_pyg.domains.mesh_to_data` next to
+libigl, and the mesh layers of gdl_pyg next to PyG's ``GMMConv`` and
+``FeaStConv``, printed as markdown tables.
+
+    python scripts/bench_mesh.py                          # CPU, one thread
+    python scripts/bench_mesh.py --quick                  # small sizes, a few seconds
+    python scripts/bench_mesh.py --device cuda --layer-vertices 160000
+
+(a) ``mesh_to_data``: icospheres (``trimesh.creation.icosphere``) with the
+vertex count nearest each of ``--sizes``; the time per vertex of the whole
+conversion, of the part it shares with libigl (corner geometry, edges,
+cotangent Laplacian and mixed-Voronoi mass) and of ``igl.cotmatrix`` +
+``igl.massmatrix(..., MASSMATRIX_TYPE_VORONOI)`` (when the ``libigl`` package
+is installed: ``pip install libigl``), their ratio, and the peak memory of
+``mesh_to_data`` (:mod:`tracemalloc`, a separate untimed run). Medians of
+``--repeats`` runs after one warm-up.
+
+(b) layers: forward + backward on an icosphere of about ``--layer-vertices``
+vertices with ``--channels`` features in and out (GEMConv: ``channels //
+(2 M + 1)`` fields of order ``M = --order``, the same width when it divides),
+float32. The layers run interleaved, one fwd+bwd each per round, so the
+ratio to ``GMMConv`` is the median over rounds of paired ratios (robust to
+load on a shared machine). A layer of gdl_pyg that does not import (or
+fails) prints ``not available`` and the others go on.
+"""
+import argparse
+import math
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Uninstalled.
+from gdl_pyg.domains import mesh as mesh_mod  # noqa: E402
+from gdl_pyg.domains.mesh import mesh_to_data  # noqa: E402
+
+
+def icosphere(num_vertices):
+    r"""``(pos [N, 3] float64, face [3, F] long)`` of the icosphere whose
+    vertex count :math:`10 \cdot 4^s + 2` is nearest ``num_vertices``."""
+    import trimesh
+
+    s = max(0, round(math.log(max(num_vertices - 2, 10) / 10, 4)))
+    m = trimesh.creation.icosphere(subdivisions=int(s))
+    return (torch.tensor(np.asarray(m.vertices), dtype=torch.float64),
+            torch.tensor(np.asarray(m.faces).T.copy(), dtype=torch.long))
+
+
+def median_time(fn, repeats, warmup=1, sync=lambda: None):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def shared_part(pos, face):
+    r"""The part of :func:`mesh_to_data` libigl also computes: the corner
+    geometry, the edge list, the cotangent Laplacian and the mixed mass."""
+    P = pos.numpy()
+    F = face.numpy().T.copy()
+    N = P.shape[0]
+    a, b, c, angle, cot, _, face_area, sq_ab, sq_ac = mesh_mod._corner_data(P, F)
+    edge_index, eid_next, eid_prev = mesh_mod._edges(N, a, b, c)
+    mesh_mod._laplacian(N, edge_index, eid_next, eid_prev, b, c, cot)
+    mesh_mod._mass(N, a, angle, cot, sq_ab, sq_ac, face_area, "mixed")
+
+
+def peak_memory(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench_mesh_to_data(args):
+    try:
+        import igl
+    except ImportError:
+        igl = None
+    print("## mesh_to_data (float64, CPU)\n")
+    print("| vertices | faces | mesh_to_data ms | us/vertex | shared part us/vertex "
+          "| igl cotmatrix+massmatrix us/vertex | shared / igl | peak MiB | bytes/vertex |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size in args.sizes:
+        pos, face = icosphere(size)
+        N, nF = pos.size(0), face.size(1)
+        t_full = median_time(lambda: mesh_to_data(pos, face), args.repeats)
+        t_part = median_time(lambda: shared_part(pos, face), args.repeats)
+        if igl is not None:
+            V, Fi = pos.numpy(), face.numpy().T.copy()
+
+            def run_igl():
+                igl.cotmatrix(V, Fi)
+                igl.massmatrix(V, Fi, igl.MASSMATRIX_TYPE_VORONOI)
+
+            t_igl = median_time(run_igl, args.repeats)
+            igl_cols = f"{t_igl / N * 1e6:.2f} | {t_part / t_igl:.2f}"
+        else:
+            igl_cols = "libigl not installed | -"
+        peak = peak_memory(lambda: mesh_to_data(pos, face))
+        print(f"| {N} | {nF} | {t_full * 1e3:.1f} | {t_full / N * 1e6:.2f} "
+              f"| {t_part / N * 1e6:.2f} | {igl_cols} | {peak / 2 ** 20:.1f} "
+              f"| {peak / N:.0f} |", flush=True)
+    if igl is None:
+        print("\nlibigl is not installed (`pip install libigl`): no reference timings.")
+
+
+def layer_cases(data, C, M, K, heads, device):
+    r"""``(name, factory)`` pairs; a factory returns ``(module, inputs)`` or
+    raises (then the row reads ``not available``)."""
+    from torch_geometric.nn import FeaStConv, GMMConv
+
+    N = data.num_nodes
+    ei = data.edge_index
+    logmap = data.edge_logmap
+    radius = float(logmap[:, 0].max()) * 1.01
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, C, generator=g).to(device).requires_grad_()
+    cases = [
+        (f"GMMConv (PyG, kernel_size={K}, dim=2)",
+         lambda: (GMMConv(C, C, dim=2, kernel_size=K), (x, ei, logmap))),
+        (f"FeaStConv (PyG, heads={heads})",
+         lambda: (FeaStConv(C, C, heads=heads), (x, ei))),
+    ]
+
+    def gem():
+        from gdl_pyg.nn.conv.gem_conv import GEMConv
+
+        comps = 2 * M + 1
+        xg = torch.randn(N, max(1, C // comps), comps, generator=g).to(device)
+        return (GEMConv(xg.size(1), xg.size(1), M, M, max_radius=radius),
+                (xg.requires_grad_(), ei, logmap, data.edge_connection))
+
+    def geodesic():
+        from gdl_pyg.nn.conv.geodesic_conv import GeodesicConv
+
+        return GeodesicConv(C, C, max_radius=radius), (x, ei, logmap)
+
+    def diffusion_chebyshev():
+        from gdl_pyg.nn.conv.diffusion_conv import DiffusionConv
+
+        conv = DiffusionConv(C, method="chebyshev", init_time=1e-3, num_terms=8)
+        return conv, (x, data.mass), dict(laplacian_index=data.laplacian_index,
+                                          laplacian_weight=data.laplacian_weight)
+
+    def diffusion_spectral(k=128):
+        from gdl_pyg.nn.conv.diffusion_conv import DiffusionConv
+
+        # timing only: a random orthonormal basis has the shapes of the
+        # LaplacianEigenbasis output (its values do not change the cost)
+        evecs = torch.linalg.qr(torch.randn(N, k, generator=g))[0].to(device)
+        evals = torch.linspace(0, 100, k).view(1, k).to(device)
+        conv = DiffusionConv(C, method="spectral", init_time=1e-3)
+        return conv, (x, data.mass), dict(evals=evals, evecs=evecs)
+
+    cases += [
+        (f"GEMConv (order {M} -> {M}, {max(1, C // (2 * M + 1))}x{2 * M + 1})", gem),
+        ("GeodesicConv (3 rho x 8 theta)", geodesic),
+        ("DiffusionConv (chebyshev, 8 terms)", diffusion_chebyshev),
+        ("DiffusionConv (spectral, k=128)", diffusion_spectral),
+    ]
+    return cases
+
+
+def bench_layers(args, device):
+    pos, face = icosphere(args.layer_vertices)
+    data = mesh_to_data(pos.float(), face).to(device)
+    N, E = data.num_nodes, data.edge_index.size(1)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"\n## mesh layers, forward + backward ({device}, {torch.get_num_threads()} "
+          f"thread(s), float32, N={N}, E={E}, channels={args.channels})\n")
+    rows = []
+    for name, factory in layer_cases(data, args.channels, args.order, args.kernel_size,
+                                     args.heads, device):
+        try:
+            made = factory()
+            module, inputs = made[0].to(device), made[1]
+            kwargs = made[2] if len(made) > 2 else {}
+
+            def step(module=module, inputs=inputs, kwargs=kwargs):
+                module(*inputs, **kwargs).sum().backward()
+
+            for _ in range(args.warmup):
+                step()
+            sync()
+            rows.append([name, step, []])
+        except Exception as e:  # report, keep benchmarking the others
+            rows.append([name, None, f"not available ({type(e).__name__}: {str(e)[:60]})"])
+    for _ in range(args.rounds):  # interleaved: one fwd+bwd of each per round
+        for row in rows:
+            if row[1] is None:
+                continue
+            sync()
+            t = time.perf_counter()
+            row[1]()
+            sync()
+            row[2].append(time.perf_counter() - t)
+    base = rows[0][2]
+    print("| layer | fwd+bwd ms | ns/edge | ratio to GMMConv (median of paired) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, step, times in rows:
+        if step is None:
+            print(f"| {name} | {times} | - | - |")
+            continue
+        ratio = statistics.median(t / b for t, b in zip(times, base))
+        med = statistics.median(times)
+        print(f"| {name} | {med * 1e3:.1f} | {med / E * 1e9:.0f} | {ratio:.2f} |", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="vertex counts of (a) (default: 10000 40000 160000)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs of (a) (default: 5; 3 with --quick)")
+    parser.add_argument("--layer-vertices", type=int, default=None,
+                        help="vertices of the mesh of (b) (default: 40000; 2500 with --quick)")
+    parser.add_argument("--channels", type=int, default=30)
+    parser.add_argument("--order", type=int, default=1, help="GEMConv feature order M")
+    parser.add_argument("--kernel-size", type=int, default=8, help="GMMConv kernels")
+    parser.add_argument("--heads", type=int, default=4, help="FeaStConv heads")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds of (b) (default: 7; 3 with --quick)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--skip-mesh", action="store_true", help="skip (a)")
+    parser.add_argument("--skip-layers", action="store_true", help="skip (b)")
+    args = parser.parse_args(argv)
+    q = args.quick
+    if args.sizes is None:
+        args.sizes = [2500, 10000] if q else [10000, 40000, 160000]
+    if args.repeats is None:
+        args.repeats = 3 if q else 5
+    if args.layer_vertices is None:
+        args.layer_vertices = 2500 if q else 40000
+    if args.rounds is None:
+        args.rounds = 3 if q else 7
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} "
+          f"torch thread(s), device {device}\n")
+    if not args.skip_mesh:
+        bench_mesh_to_data(args)
+    if not args.skip_layers:
+        bench_layers(args, device)
+
+
+if __name__ == "__main__":
+    main()
