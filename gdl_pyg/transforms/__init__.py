@@ -9,6 +9,7 @@ from gdl_pyg.transforms.laplacian_eigen import (HeatKernelSignature, LaplacianEi
 from gdl_pyg.transforms.mesh_geometry import MeshGeometry
 from gdl_pyg.transforms.mesh_hierarchy import MeshHierarchy, MeshHierarchyData
 from gdl_pyg.transforms.point_cloud_graph import PointCloudGraph
+from gdl_pyg.transforms.polar_pseudo_coords import PolarPseudoCoords
 from gdl_pyg.transforms.positional_encoding import LaplacianPE, RandomWalkPE
 from gdl_pyg.transforms.random_gauge_change import RandomGaugeChange
 from gdl_pyg.transforms.random_rotation_3d import RandomRotation3D
@@ -23,6 +24,7 @@ __all__ = [
     "MeshHierarchy",
     "MeshHierarchyData",
     "PointCloudGraph",
+    "PolarPseudoCoords",
     "SampleSurface",
     "NormalizeScale",
     "RandomRotation3D",

@@ -15,12 +15,14 @@ from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
 from gdl_pyg.nn.conv.sphere_conv import SphereConv
 from gdl_pyg.nn.conv.gem_conv import GEMConv
 from gdl_pyg.nn.conv.tensor_field_conv import TensorFieldConv
+from gdl_pyg.nn.conv.geodesic_conv import GeodesicConv
 
 __all__ = [
     "DiffusionConv",
     "EGNNConv",
     "GEMConv",
     "TensorFieldConv",
+    "GeodesicConv",
     "GridConv",
     "SphereConv",
     "LiftingConv",
