@@ -8,6 +8,7 @@ from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate
 from gdl_pyg.lightning.nbody_data import NBodyDataModule, simulate_charged_particles
 from gdl_pyg.lightning.node_task import NodeClassificationTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
+from gdl_pyg.lightning.sphere_data import SphericalDigitsDataModule, random_rotations
 from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "rotate_shape",
     "RotatedDigitsDataModule",
     "rotate_images",
+    "SphericalDigitsDataModule",
+    "random_rotations",
     "TimeWarpDataModule",
     "make_event_sequences",
     "warp_sequences",

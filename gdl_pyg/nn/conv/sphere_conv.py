@@ -193,10 +193,19 @@ class SphereConv(MessagePassing):
                              f"(got {list(mass.shape)})")
         Y = o3.spherical_harmonics(list(range(self.lmax + 1)), pos.to(x.dtype), normalize=True,
                                    normalization="integral")  # [N, (L+1)^2]
-        # n: vertex, s: harmonic (l, m), c / o: channels, b: graph
-        coeff = scatter(Y.unsqueeze(-1) * (mass.to(x.dtype).unsqueeze(-1) * x).unsqueeze(1),
-                        batch, 0, dim_size=B, reduce="sum")  # [B, S, F_in]
         W = self.weight[_sh_degrees(self.lmax, x.device)]  # [S, F_out, F_in]
+        mx = mass.to(x.dtype).unsqueeze(-1) * x
+        n = N // B if B else 0
+        if B and n * B == N and torch.equal(
+                batch, torch.arange(B, device=x.device).repeat_interleave(n)):
+            # graphs of one size, contiguous: batched matrix products, no [N, S, F] temporary
+            Yb = Y.view(B, n, -1)
+            coeff = torch.bmm(Yb.transpose(1, 2), mx.view(B, n, -1))  # [B, S, F_in]
+            filtered = torch.einsum("bsc,soc->bso", coeff, W)
+            return torch.bmm(Yb, filtered).reshape(N, self.out_channels)
+        # n: vertex, s: harmonic (l, m), c / o: channels, b: graph
+        coeff = scatter(Y.unsqueeze(-1) * mx.unsqueeze(1), batch, 0, dim_size=B,
+                        reduce="sum")  # [B, S, F_in]
         filtered = torch.einsum("bsc,soc->bso", coeff, W)
         return torch.einsum("ns,nso->no", Y, filtered[batch])
 

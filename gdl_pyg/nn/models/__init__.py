@@ -9,6 +9,7 @@ from gdl_pyg.nn.models.tensor_field_network import TensorFieldNetwork
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.monet import MoNet
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
+from gdl_pyg.nn.models.spherical_cnn import SphericalCNN
 
 __all__ = [
     "DiffusionNet",
@@ -20,6 +21,7 @@ __all__ = [
     "GeodesicCNN",
     "MoNet",
     "SequenceClassifier",
+    "SphericalCNN",
     "GNN",
     "GraphTransformer",
     "DeepSets",

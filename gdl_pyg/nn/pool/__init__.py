@@ -4,6 +4,7 @@ from gdl_pyg.nn.pool.grid_pool import GridPool
 from gdl_pyg.nn.pool.group_pool import GroupPool, group_pool
 from gdl_pyg.nn.pool.parallel_transport_pool import ParallelTransportPool, ParallelTransportUnpool
 from gdl_pyg.nn.pool.readout import AttentionReadout, MaxReadout, MeanReadout, SumReadout
+from gdl_pyg.nn.pool.sphere_pool import SpherePool, icosphere_level
 
 __all__ = [
     "GridPool",
@@ -18,4 +19,6 @@ __all__ = [
     "heavy_edge_matching",
     "ParallelTransportPool",
     "ParallelTransportUnpool",
+    "SpherePool",
+    "icosphere_level",
 ]
