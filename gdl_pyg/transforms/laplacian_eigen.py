@@ -238,7 +238,12 @@ class HeatKernelSignature(BaseTransform):
             times = torch.tensor(self.times, dtype=evecs.dtype, device=evecs.device)
         else:
             ev = evals.detach().to(torch.float64)
-            pos = ev[ev > 1e-8 * ev.max().clamp_min(1e-300)]
+            # the zero eigenvalues (one per connected component) come out as round-off
+            # of the dtype the geometry was stored in (~1e-6 relative in float32): a
+            # threshold at 1e-8 would take one of them for lambda_2
+            rel = max(1e-8, 1e3 * torch.finfo(evals.dtype).eps) if evals.is_floating_point() \
+                else 1e-8
+            pos = ev[ev > rel * ev.max().clamp_min(1e-300)]
             if pos.numel() == 0:
                 raise ValueError("'HeatKernelSignature' found no positive eigenvalue; pass "
                                  "explicit 'times'")

@@ -148,3 +148,25 @@ def test_point_cloud_pipeline():
     with pytest.raises(ValueError, match="'pos'"):
         t(Data(x=torch.ones(3, 1)))
     assert math.isfinite(float(data.mass.sum()))
+
+
+def test_hks_default_times_ignore_round_off_zero_eigenvalue():
+    # float32 geometry: the zero eigenvalue comes out as round-off (seen at 2.4e-6
+    # with lambda_max ~ 100 on datasets/deform), which must not be taken for
+    # lambda_2 (that made 12 of 16 default HKS columns constant)
+    import os.path as osp
+
+    from gdl_pyg.io import read_mesh
+    from gdl_pyg.transforms import HeatKernelSignature, LaplacianEigenbasis, MeshGeometry
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    data = LaplacianEigenbasis(32)(MeshGeometry()(
+        read_mesh(osp.join(root, "datasets", "deform", "raw", "pose_003.ply"))))
+    assert data.evals.dtype == torch.float32
+    exact = data.clone()
+    exact.evals[0, 0] = 0.0
+    noisy = data.clone()
+    noisy.evals[0, 0] = 1e-6 * float(data.evals.max())
+    a, b = HeatKernelSignature()(exact).x, HeatKernelSignature()(noisy).x
+    assert torch.allclose(a, b, rtol=2e-3, atol=1e-6)  # same times; exp(-lambda_0 t) ~ 1
+    std = b.std(dim=0)
+    assert int((std > 1e-3 * std.max()).sum()) >= 12
