@@ -42,6 +42,7 @@ same dtype and trailing shape, are kept; the others are dropped with one
 """
 import csv
 import hashlib
+import importlib
 import json
 import os
 import os.path as osp
@@ -87,6 +88,20 @@ def _describe(fn: Optional[Callable]) -> Optional[str]:
         state = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(sorted(vars(fn).items())))
         text += "#" + hashlib.sha1(state.encode()).hexdigest()[:12]
     return text
+
+
+def _data_class(name: Optional[str]) -> type:
+    r"""The :class:`~torch_geometric.data.Data` subclass named ``module.qualname``
+    in a cache's meta data: only classes of ``gdl_pyg`` and ``torch_geometric``
+    are imported, anything else (or a missing name) gives ``Data``."""
+    if not isinstance(name, str) or not name.startswith(("gdl_pyg.", "torch_geometric.")):
+        return Data
+    module, _, qualname = name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        return Data
+    return cls if isinstance(cls, type) and issubclass(cls, Data) else Data
 
 
 def _scan(folder: str, extensions: Sequence[str]) -> List[str]:
@@ -258,6 +273,7 @@ class _FolderDataset(InMemoryDataset):
             "skip_errors": self.skip_errors,
             "pre_transform": _describe(self.pre_transform),
             "pre_filter": _describe(self.pre_filter),
+            "format": 2,  # 2: the meta data names the Data subclass
         }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return [f"data_{digest}.pt"]
@@ -304,7 +320,7 @@ class _FolderDataset(InMemoryDataset):
                           f"unpickled and is being rebuilt from '{self.raw_dir}'",
                           UserWarning, stacklevel=3)
             return False
-        self.data = Data.from_dict(data)
+        self.data = _data_class(meta.get("data_class")).from_dict(data)
         self.slices = slices
         self.example_files = list(meta.get("files", []))
         self.skipped = [tuple(x) for x in meta.get("skipped", [])]
@@ -357,7 +373,11 @@ class _FolderDataset(InMemoryDataset):
             raise ValueError(f"'{name}': pre_filter rejected every file in '{self.raw_dir}'")
         data_list = _common_attributes(data_list, name)
         data, slices = self.collate(data_list)
-        meta = {"files": files, "skipped": [list(x) for x in skipped]}
+        # the Data subclass (e.g. MeshHierarchyData, whose __inc__ batches the
+        # coarse levels) is stored by name and restored on loading
+        cls = type(data_list[0])
+        meta = {"files": files, "skipped": [list(x) for x in skipped],
+                "data_class": f"{cls.__module__}.{cls.__qualname__}"}
         # write a temporary file in the same folder and move it into place, so a failure
         # never leaves a partial cache; only tensors and plain values are stored
         with atomic_path(self.processed_paths[0]) as tmp:
