@@ -7,6 +7,7 @@ from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
 from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate_shape
 from gdl_pyg.lightning.nbody_data import NBodyDataModule, simulate_charged_particles
 from gdl_pyg.lightning.node_task import NodeClassificationTask
+from gdl_pyg.lightning.potential import AtomsDataModule, EnergyForceTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
 from gdl_pyg.lightning.sphere_data import SphericalDigitsDataModule, random_rotations
 from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
@@ -22,6 +23,8 @@ __all__ = [
     "GraphDataModule",
     "MeshDataModule",
     "NBodyDataModule",
+    "EnergyForceTask",
+    "AtomsDataModule",
     "simulate_charged_particles",
     "PositionFeatures",
     "rotate_shape",

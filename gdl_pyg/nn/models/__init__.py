@@ -9,6 +9,7 @@ from gdl_pyg.nn.models.tensor_field_network import TensorFieldNetwork
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 from gdl_pyg.nn.models.monet import MoNet
 from gdl_pyg.nn.models.sequence_rnn import SequenceClassifier
+from gdl_pyg.nn.models.potential import InteratomicPotential
 from gdl_pyg.nn.models.spherical_cnn import SphericalCNN
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "GraphTransformer",
     "DeepSets",
     "TensorFieldNetwork",
+    "InteratomicPotential",
 ]
