@@ -11,7 +11,7 @@ from gdl_pyg.nn.conv.tensor_field_conv import TensorFieldConv
 
 __all__ = ["TensorFieldNetwork"]
 
-_OUTPUTS = ("scalar", "vector")
+_OUTPUTS = ("scalar", "vector", "position")
 _LEVELS = ("node", "graph")
 
 
@@ -39,7 +39,12 @@ class TensorFieldNetwork(torch.nn.Module):
     ``out_channels`` invariant scalars (``output="scalar"``), per node or
     summed per graph, or ``out_channels`` vectors (``1o``) per node
     (``output="vector"``, e.g. displacements for the n-body task:
-    ``pos + model(data)``). For interatomic potentials, the energy of a graph
+    ``pos + model(data)``), or positions ``data.pos`` plus one predicted
+    ``1o`` displacement per node (``output="position"``, the n-body task; with
+    ``level="graph"`` the positions of each graph are laid out as one row
+    ``[B, (|V| / B) 3]``, graphs of equal size, what
+    :class:`~gdl_pyg.lightning.task.GraphRegressionTask` expects). For
+    interatomic potentials, the energy of a graph
     is the sum of per-atom scalars and the forces :math:`-\partial E /
     \partial \mathbf{p}` (:meth:`energy_and_forces`).
 
@@ -69,10 +74,13 @@ class TensorFieldNetwork(torch.nn.Module):
             ``data.edge_attr`` (e.g. charge products). (default: :obj:`0`)
         use_vel (bool, optional): read ``data.vel [N, 3]`` as an extra
             ``1o`` input feature. (default: :obj:`False`)
-        output (str, optional): ``"scalar"`` or ``"vector"``.
-            (default: :obj:`"scalar"`)
-        level (str, optional): ``"node"`` or ``"graph"`` (sum over the nodes
-            of each graph; scalars only). (default: :obj:`"node"`)
+        output (str, optional): ``"scalar"``, ``"vector"`` or
+            ``"position"`` (``pos`` plus a predicted displacement; needs
+            ``out_channels=1``). (default: :obj:`"scalar"`)
+        level (str, optional): ``"node"`` or ``"graph"`` (scalars: the sum
+            over the nodes of each graph; positions: one row of the
+            concatenated positions per graph; not for vectors).
+            (default: :obj:`"node"`)
         residual (bool, optional): add each block's input to its output.
             (default: :obj:`True`)
         backend (str, optional): tensor-product backend of the layers, see
@@ -86,7 +94,8 @@ class TensorFieldNetwork(torch.nn.Module):
           and ``batch``
         - **output:** :math:`(|\mathcal{V}|, F_{out})` (scalars per node),
           :math:`(|\mathcal{G}|, F_{out})` (per graph) or
-          :math:`(|\mathcal{V}|, 3 F_{out})` (vectors)
+          :math:`(|\mathcal{V}|, 3 F_{out})` (vectors), :math:`(|\mathcal{V}|, 3)`
+          or :math:`(|\mathcal{G}|, 3 |\mathcal{V}| / |\mathcal{G}|)` (positions)
     """
     group_name = "E(3)"
 
@@ -126,6 +135,9 @@ class TensorFieldNetwork(torch.nn.Module):
         if output == "vector" and level == "graph":
             raise ValueError(f"'{name}' pools only scalars per graph; use output='scalar' "
                              f"with level='graph', or level='node' for vectors")
+        if output == "position" and out_channels != 1:
+            raise ValueError(f"'{name}' with output='position' predicts one position per "
+                             f"node; set out_channels=1 (got {out_channels})")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_layers = num_layers
@@ -139,7 +151,7 @@ class TensorFieldNetwork(torch.nn.Module):
         self.irreps_in = o3.Irreps(" + ".join(parts))
         self.irreps_hidden = o3.Irreps(hidden_irreps)
         self.irreps_out = o3.Irreps(f"{out_channels}x0e" if output == "scalar"
-                                    else f"{out_channels}x1o")
+                                    else f"{out_channels}x1o")  # vector, position
         self.embedding = o3.Linear(self.irreps_in, self.irreps_hidden)
         self.convs = torch.nn.ModuleList([
             TensorFieldConv(self.irreps_hidden, self.irreps_hidden, irreps_sh=irreps_sh,
@@ -183,12 +195,27 @@ class TensorFieldNetwork(torch.nn.Module):
             out = conv(h, data.pos, data.edge_index, edge_attr)
             h = h + out if self.residual else out
         y = self.readout(h)
+        if self.output == "position":
+            y = data.pos + y
+            return self._rows_per_graph(y, data) if self.level == "graph" else y
         if self.level == "graph":
             batch = getattr(data, "batch", None)
             if batch is None:
                 return y.sum(dim=0, keepdim=True)
             return scatter(y, batch, dim=0, dim_size=int(data.num_graphs), reduce="sum")
         return y
+
+    def _rows_per_graph(self, y: Tensor, data: Data) -> Tensor:
+        r"""``[N, 3] -> [B, (N / B) 3]`` for a batch of graphs of equal size."""
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            return y.reshape(1, -1)
+        counts = torch.bincount(batch, minlength=int(data.num_graphs))
+        if bool((counts != counts[0]).any()):
+            raise ValueError(f"'{type(self).__name__}' with output='position' and "
+                             f"level='graph' needs graphs of equal size (got node counts "
+                             f"{counts.tolist()[:8]}); use level='node'")
+        return y.reshape(counts.numel(), -1)
 
     def energy_and_forces(self, data: Data) -> Tuple[Tensor, Tensor]:
         r"""Returns the energy per graph ``[num_graphs]`` (the sum of per-node
