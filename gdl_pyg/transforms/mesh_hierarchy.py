@@ -87,21 +87,22 @@ def _graph(N: int, src: np.ndarray, dst: np.ndarray, r: np.ndarray):
     return order, ptr, w, G
 
 
-def _argmax_tie(values: np.ndarray) -> int:
+def _argmax_tie(values: np.ndarray, rtol: float = _RTOL) -> int:
     r"""The lowest index among the (near) maximisers: deterministic and
     independent of round-off."""
     m = values.max()
     if not math.isfinite(m):
         return int(np.nonzero(values == m)[0][0])
-    return int(np.nonzero(values >= m - _RTOL * max(abs(m), 1e-300))[0][0])
+    return int(np.nonzero(values >= m - rtol * max(abs(m), 1e-300))[0][0])
 
 
-def _fps(N: int, G, P: Optional[np.ndarray], k: int, sampling: str) -> np.ndarray:
+def _fps(N: int, G, P: Optional[np.ndarray], k: int, sampling: str,
+         rtol: float = _RTOL) -> np.ndarray:
     r"""Farthest point sampling of ``k`` vertices, started at the vertex
     farthest from the centroid (or vertex 0 without positions), geodesic
     (Dijkstra) or Euclidean distances."""
     from scipy.sparse.csgraph import dijkstra
-    start = 0 if P is None else _argmax_tie(((P - P.mean(0)) ** 2).sum(-1))
+    start = 0 if P is None else _argmax_tie(((P - P.mean(0)) ** 2).sum(-1), rtol)
     chosen = [start]
     if sampling == "geodesic":
         dist = dijkstra(G, directed=True, indices=start)
@@ -109,7 +110,7 @@ def _fps(N: int, G, P: Optional[np.ndarray], k: int, sampling: str) -> np.ndarra
         dist = np.sqrt(((P - P[start]) ** 2).sum(-1))
     dist[start] = -1.0
     for _ in range(1, k):
-        nxt = _argmax_tie(dist)
+        nxt = _argmax_tie(dist, rtol)
         chosen.append(nxt)
         if sampling == "geodesic":
             lim = dist[nxt]
@@ -123,7 +124,7 @@ def _fps(N: int, G, P: Optional[np.ndarray], k: int, sampling: str) -> np.ndarra
 
 
 def _exp_map_trees(N, src, dst, ptr, w, r, phi, conn, G, sources, limit,
-                   chunk_entries: int = 4_000_000):
+                   chunk_entries: int = 4_000_000, rtol: float = _RTOL):
     r"""Shortest-path trees from ``sources`` (up to ``limit``), with per
     reached vertex ``j`` of source ``s``: the distance, the discrete
     exponential-map vector of ``j`` in ``s``'s frame (complex) and the
@@ -142,7 +143,7 @@ def _exp_map_trees(N, src, dst, ptr, w, r, phi, conn, G, sources, limit,
         self_ = jj == s
         p = np.full(s.size, -1, dtype=np.int64)
         nz = ~self_
-        p[nz] = _tie_free_predecessor(dist, ss[nz], s[nz], jj[nz], src, ptr, w, rtol=_RTOL)
+        p[nz] = _tie_free_predecessor(dist, ss[nz], s[nz], jj[nz], src, ptr, w, rtol=rtol)
         pkey = ss * N + jj  # sorted (row-major nonzero)
         parent = _lookup(pkey, ss * N + np.maximum(p, 0))
         vec = np.zeros(s.size, dtype=np.complex128)
@@ -164,7 +165,7 @@ def _exp_map_trees(N, src, dst, ptr, w, r, phi, conn, G, sources, limit,
     return s[order], jj[order], d[order], vec[order], tra[order]
 
 
-def _coarsen(N, src, dst, r, phi, conn, P, ratio, sampling):
+def _coarsen(N, src, dst, r, phi, conn, P, ratio, sampling, rtol: float = _RTOL):
     r"""One level: ``(index, cluster, transport, (src, dst, r, phi, conn) of
     the coarse graph)``."""
     from scipy.sparse.csgraph import connected_components, dijkstra
@@ -172,17 +173,18 @@ def _coarsen(N, src, dst, r, phi, conn, P, ratio, sampling):
     src, dst, r, phi, conn = src[order], dst[order], r[order], phi[order], conn[order]
     n_comp = connected_components(G, directed=False)[0]
     k = min(N, max(int(math.ceil(ratio * N)), n_comp))
-    index = _fps(N, G, P, k, sampling)
+    index = _fps(N, G, P, k, sampling, rtol)
     # covering radius, then trees out to the farthest possible touching cluster
     D = dijkstra(G, directed=True, indices=index, min_only=True)
     if not np.isfinite(D).all():  # every component holds a coarse vertex
         raise RuntimeError("Farthest point sampling left a component without a coarse vertex")
     limit = (2.0 * float(D.max()) + float(w.max())) * (1 + 1e-6) + 1e-12
-    s, j, d, vec, tra = _exp_map_trees(N, src, dst, ptr, w, r, phi, conn, G, index, limit)
+    s, j, d, vec, tra = _exp_map_trees(N, src, dst, ptr, w, r, phi, conn, G, index, limit,
+                                       rtol=rtol)
     # nearest coarse vertex, ties to the lowest index
     best = np.full(N, np.inf)
     np.minimum.at(best, j, d)
-    ok = d <= best[j] * (1 + _RTOL) + 1e-300
+    ok = d <= best[j] * (1 + rtol) + 1e-300
     coarse_of = np.full(N, -1, dtype=np.int64)
     coarse_of[index] = np.arange(k)
     pick = np.full(N, np.iinfo(np.int64).max)
@@ -282,6 +284,10 @@ class MeshHierarchy(BaseTransform):
         frame = data.get("frame")
         P = None if pos is None else pos.detach().cpu().to(torch.float64).numpy()
         dev = like.device
+        # ties (symmetric meshes have many) are broken by index below the round-off of
+        # the dtype the geometry came in, so a rotated float32 copy gets the same levels
+        rtol = max(_RTOL, 100 * torch.finfo(like.dtype).eps) if like.is_floating_point() \
+            else _RTOL
 
         def long(x: np.ndarray) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(dev)
@@ -291,7 +297,7 @@ class MeshHierarchy(BaseTransform):
 
         for level, ratio in enumerate(self.ratios, start=1):
             index, cluster, transport, (src, dst, r, phi, conn) = _coarsen(
-                N, src, dst, r, phi, conn, P, ratio, self.sampling)
+                N, src, dst, r, phi, conn, P, ratio, self.sampling, rtol)
             k = index.size
             out[f"pool_index_{level}"] = long(index)
             out[f"pool_cluster_{level}"] = long(cluster)

@@ -43,15 +43,7 @@ def _instantiate(name: str):
     return cli.model.model.eval(), cli.datamodule
 
 
-_HIERARCHY_ROUND_OFF = pytest.mark.xfail(
-    reason="MeshHierarchy's farthest point sampling breaks near-ties of the symmetric "
-           "tube/primitives by float32 round-off, so the rotated copy may get a different "
-           "hierarchy (features, frames, log maps and connection agree to 1e-5)",
-    strict=False)
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_HIERARCHY_ROUND_OFF)
-                                  if n.startswith("gem_") else n for n in MESH_CONFIGS])
+@pytest.mark.parametrize("name", MESH_CONFIGS)
 def test_pipeline_is_rotation_invariant(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
@@ -64,8 +56,13 @@ def test_pipeline_is_rotation_invariant(name, tmp_path, monkeypatch):
         a = model(Batch.from_data_list([upright[0], upright[1]]))
         b = model(Batch.from_data_list([rotated[0], rotated[1]]))
     scale = a.abs().max().clamp_min(1e-6)
-    err = float((a - b).abs().max() / scale)
-    # float32 geometry recomputed from rotated float32 coordinates
+    row_err = (a - b).abs().amax(dim=-1) / scale
+    # float32 geometry recomputed from rotated float32 coordinates differs at ~1e-7,
+    # which can flip a discrete choice at a genuine near-tie (MeshHierarchy assigned
+    # 1 of 1142 vertices of a deform pose to another cluster): allow that on a
+    # handful of vertices, never on a graph-level output or on most of the shape
+    err = float(torch.quantile(row_err, 0.99)) if row_err.numel() > 10 else \
+        float(row_err.max())
     assert err < 2e-3, f"{name}: relative logit change {err:.2e} under rotation"
 
 
