@@ -130,3 +130,33 @@ def test_config_fast_dev_run(config, small_root, tmp_path, monkeypatch):
             "--data.num_train", "8"]
     main(["fit"] + args)
     main(["test"] + args)
+
+
+def test_structures_are_cached_as_tensors(tmp_path):
+    import shutil
+
+    from gdl_pyg.io import read_xyz, write_xyz
+    from gdl_pyg.lightning.potential import _cached_structures
+    src = read_xyz(os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "atoms",
+                                "test.xyz.gz"), index=":7")
+    path = str(tmp_path / "few.xyz")
+    write_xyz(path, src)
+    calls = []
+
+    def read(p):
+        calls.append(p)
+        return read_xyz(p)
+
+    first = _cached_structures(path, read)
+    again = _cached_structures(path, read)
+    assert len(calls) == 1 and len(first) == len(again) == 7
+    for a, b in zip(first, again):
+        for key in ("z", "pos", "energy", "forces"):
+            assert torch.equal(a[key], b[key])
+    # a corrupt cache is rebuilt, with a warning
+    cache = next((tmp_path / "processed").glob("few_*.pt"))
+    cache.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="Rebuilding"):
+        third = _cached_structures(path, read)
+    assert len(calls) == 2 and torch.equal(third[3].pos, first[3].pos)
+    shutil.rmtree(tmp_path / "processed")
