@@ -82,11 +82,17 @@ class GeodesicConv(MessagePassing):
     renumbering of the vertices causes in
     :func:`~gdl_pyg.domains.mesh_to_data`. Because :math:`v` is band-limited,
     the response is a trigonometric polynomial of degree :math:`K` in
-    :math:`\alpha`; its maximum is found by sampling :math:`16K` rotations,
-    then five Newton steps from the :math:`K` best local maxima of the samples
-    (a degree-:math:`K` polynomial has at most :math:`K`), which converges
-    to machine precision. The gradient is that of the response at the
-    maximising rotation (Danskin's theorem). :obj:`rotation_pool="discrete"`
+    :math:`\alpha`; its maximum is found by sampling :math:`16K` rotations
+    and five safeguarded Newton steps from the best sample, which converge to
+    machine precision, with a certificate that no other rotation is higher
+    (a concave arc around the result from Taylor bounds, and the samples
+    plus an interpolation bound elsewhere); the few responses without one
+    (near ties) are searched from the :math:`K` best local maxima of the
+    samples (a degree-:math:`K` polynomial has at most :math:`K`). The patch
+    operator is one sparse product (no per-edge patch tensor) and the
+    filters act on each frequency separately (frequencies do not mix). The
+    gradient is that of the response at the maximising rotation (Danskin's
+    theorem). :obj:`rotation_pool="discrete"`
     takes the max over the :math:`T` rotations :math:`\alpha = 2\pi s / T`
     only, as in the paper: this is invariant to frame rotations by multiples
     of :math:`2\pi/T` only.
@@ -193,8 +199,27 @@ class GeodesicConv(MessagePassing):
         mix[:, 1 + idx, K + 1 + idx] = -gk * st  # cos-coef -> sin(k alpha)
         mix[:, K + 1 + idx, K + 1 + idx] = gk * ct  # sin-coef -> sin(k alpha)
         self.register_buffer("mix", mix, persistent=False)
+        # mix3[t, g, s, e]: from the patch coefficient (cos / sin: s) of
+        # frequency g and tap t to the response coefficient (cos / sin: e) of
+        # the same frequency (frequencies do not mix; g = 0 has cos only)
+        bidx = torch.tensor([[0, B]] + [[1 + j, K + 1 + j] for j in range(K)])  # [K+1, 2]
+        mixp = torch.zeros(T, B + 1, B + 1, dtype=torch.float64)
+        mixp[:, :B, :B] = mix
+        mix3 = mixp[:, bidx][:, :, :, bidx]  # [T, K+1, 2, K+1, 2]
+        mix3 = mix3.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).contiguous()
+        self.register_buffer("mix3", mix3, persistent=False)
+        # rows of the [K+1, 2] response pairs: (p0, p_1..p_K, q_1..q_K), and of
+        # the patch basis (with B: a zero row) in the order of the pairs
+        self._coef_rows = [0] + [2 * j for j in range(1, K + 1)] + \
+            [2 * j + 1 for j in range(1, K + 1)]
+        self._patch_rows = bidx.flatten().tolist()
         # the T rotations alpha_s = 2 pi s / T in the response basis [B, T]
         self.register_buffer("rot_table", _trig_table(theta, k), persistent=False)
+        table = self.rot_table
+        self.register_buffer("rot_table_pairs", torch.cat(
+            [table[:1], torch.zeros_like(table[:1]),
+             torch.stack([table[1:K + 1], table[K + 1:]], 1).reshape(2 * K, T)]),
+            persistent=False)  # [2K+2, T], rows as the response pairs
         # the sampling grid of the continuous max [B, G]
         G = max(16 * K, 1)
         self._grid_step = 2 * math.pi / G
@@ -306,45 +331,184 @@ class GeodesicConv(MessagePassing):
         coefficients :math:`(p_0, p_1..p_K, q_1..q_K)`, ``[N, O, 2K+1]``
         (without the bias)."""
         self._validate(x, edge_index, edge_logmap)
-        F = self._patch_coefficients(x, edge_index, edge_logmap)  # [N, M, B, C]
-        N, M, B, C = F.shape
-        # o: out, c: in, m: ring, t: tap, b: patch basis, d: response basis
-        W = torch.einsum("ocmt,tbd->mbcod", self.weight, self.mix.to(self.weight.dtype))
-        return (F.reshape(N, M * B * C) @ W.reshape(M * B * C, -1)).view(
-            N, self.out_channels, B)
+        R = self._response(x, edge_index, edge_logmap)
+        return R.permute(1, 3, 0, 2).reshape(R.size(1), R.size(3), -1)[..., self._coef_rows]
+
+    def _response(self, x: Tensor, edge_index: Tensor, edge_logmap: Tensor) -> Tensor:
+        r"""The response coefficients by frequency, ``[K+1, N, 2, O]``: ``[k,
+        :, 0]`` multiplies :math:`\cos k\alpha` and ``[k, :, 1]``
+        :math:`\sin k\alpha` (zero for :math:`k = 0`)."""
+        N, C = x.size(0), x.size(1)
+        M, K, Co = self.num_rho, self.max_freq, self.out_channels
+        # g: frequency, s: patch cos / sin, m: ring, c: in, e: response cos /
+        # sin, o: out; frequencies do not mix, so the contraction is one
+        # [N, 2 M C] x [2 M C, 2 O] product per frequency
+        W = torch.einsum("ocmt,tgse->gsmceo", self.weight, self.mix3.to(self.weight.dtype))
+        W = W.reshape(K + 1, 2 * M * C, 2 * Co)
+        if not torch.compiler.is_compiling() and not edge_logmap.requires_grad:
+            F, centre = self._patch_sparse(x, edge_index, edge_logmap)  # [K+1, N, 2MC]
+            R = torch.bmm(F, W)  # [K+1, N, 2 O]
+            R[0] += centre @ W[0, :M * C]
+        else:  # differentiable in the geometry, and traceable
+            F = self._patch_coefficients(x, edge_index, edge_logmap)  # [N, M, B, C]
+            F = torch.cat([F, torch.zeros_like(F[:, :, :1])], 2)[:, :, self._patch_rows]
+            F = F.view(N, M, K + 1, 2, C)
+            F = F.permute(2, 0, 3, 1, 4).reshape(K + 1, N, 2 * M * C)
+            R = torch.bmm(F, W)
+        return R.view(K + 1, N, 2, Co)
+
+    def _patch_sparse(self, x: Tensor, edge_index: Tensor,
+                      edge_logmap: Tensor) -> Tuple[Tensor, Tensor]:
+        r"""The patch coefficients of :meth:`_patch_coefficients` without the
+        centre vertex, ``[K+1, N, 2*M*C]`` (frequency, node, (cos / sin,
+        ring, channel)), as one sparse product (no per-edge ``[E, M, 2K+1,
+        C]`` tensor), and the centre term ``[N, M*C]``."""
+        N, C = x.size(0), x.size(1)
+        M, K = self.num_rho, self.max_freq
+        rho = self.rho.to(x.dtype)
+        src, dst = edge_index[0], edge_index[1]
+        if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+            perm = torch.argsort(dst, stable=True)
+            src, dst, edge_logmap = src[perm], dst[perm], edge_logmap[perm]
+        r, phi = edge_logmap[:, 0], edge_logmap[:, 1]
+        w = torch.exp(-0.5 * ((r.unsqueeze(0) - rho.unsqueeze(-1)) / self.rho_sigma) ** 2)
+        w0 = torch.exp(-0.5 * (rho / self.rho_sigma) ** 2)  # [M], the centre vertex
+        Z = x.new_zeros(M, N).index_add_(1, dst, w) + w0.unsqueeze(-1)  # [M, N]
+        Zinv = 1.0 / Z.clamp_min(torch.finfo(x.dtype).tiny)
+        wn = w * Zinv[:, dst]  # [M, E], normalised radial weights
+        kphi = self.freqs.to(x.dtype).unsqueeze(-1) * phi  # [K, E]
+        ang = torch.stack([torch.cos(kphi), torch.sin(kphi)], 1).reshape(2 * K, phi.numel())
+        ang = torch.cat([torch.ones_like(phi).unsqueeze(0), ang])  # [1 + 2K, E]: 1, cos, sin, ..
+        vals = ang.unsqueeze(1) * wn.unsqueeze(0)  # [2K+1, M, E]
+        A, AT = _patch_matrices(src, dst, N, K, M, vals,
+                                torch.is_grad_enabled() and x.requires_grad)
+        F = _SparseProduct.apply(x, A, AT).view(K + 1, N, 2 * M * C)
+        centre = (w0.unsqueeze(-1) * Zinv).t().unsqueeze(-1) * x.unsqueeze(1)
+        return F, centre.reshape(N, M * C)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_logmap: OptTensor = None) -> Tensor:
-        coef = self.response_coefficients(x, edge_index, edge_logmap)  # [N, O, B]
-        if self.oriented:
-            out = coef @ self.rot_table.to(coef.dtype)  # [N, O, T]
-            return out if self.bias is None else out + self.bias.view(1, -1, 1)
-        if self.rotation_pool == "discrete" or self.max_freq == 0:
-            out = (coef @ self.rot_table.to(coef.dtype)).amax(dim=-1)
+        self._validate(x, edge_index, edge_logmap)
+        R = self._response(x, edge_index, edge_logmap)  # [K+1, N, 2, O]
+        K, N, Co = self.max_freq, R.size(1), R.size(3)
+        if self.oriented or self.rotation_pool == "discrete" or K == 0:
+            table = self.rot_table_pairs.to(R.dtype)  # [2K+2, T]
+            out = R.permute(1, 3, 0, 2).reshape(N, Co, 2 * K + 2) @ table  # [N, Co, T]
+            if self.oriented:
+                return out if self.bias is None else out + self.bias.view(1, -1, 1)
+            out = out.amax(dim=-1)
         else:
             with torch.no_grad():
-                alpha = self._argmax_rotation(coef.detach())
-            out = _evaluate(coef, alpha.unsqueeze(-1), self.freqs.to(coef.dtype))[0]
-            out = out.squeeze(-1)
+                coef = R.detach().permute(1, 3, 0, 2).reshape(N * Co, 2 * K + 2)
+                coef = coef[:, self._coef_rows]
+                alpha = self._argmax_rotation(coef).view(N, Co)
+                ka = self.freqs.to(R.dtype).view(K, 1, 1) * alpha  # [K, N, O]
+                one = torch.ones_like(alpha).unsqueeze(0)
+                basis = torch.stack([torch.cat([one, torch.cos(ka)]),
+                                     torch.cat([torch.zeros_like(one), torch.sin(ka)])], 2)
+            # Danskin: the gradient of the max is the one of the response at alpha
+            out = (R * basis).sum((0, 2))
         return out if self.bias is None else out + self.bias
 
     def _argmax_rotation(self, coef: Tensor) -> Tensor:
-        r"""A maximiser :math:`\alpha^*` ``[N, O]`` of the trigonometric
-        polynomials ``coef [N, O, 2K+1]``: the :math:`K` best local maxima of
-        the grid refined by safeguarded Newton steps (all under no_grad)."""
+        r"""A maximiser :math:`\alpha^*` ``[...]`` of the trigonometric
+        polynomials ``coef [..., 2K+1]`` (under no_grad).
+
+        Newton steps from the best of :math:`16K` samples, with a certificate
+        that no other rotation is higher (a concave arc around the result,
+        and the sampled values plus an interpolation bound elsewhere); the
+        polynomials without one go through :meth:`_argmax_rotation_search`."""
+        shape = coef.shape[:-1]
+        c = coef.reshape(-1, coef.size(-1))
+        if torch.compiler.is_compiling() or c.size(0) == 0:
+            return self._argmax_rotation_search(c).view(shape)
+        alpha, ok = self._argmax_certified(c.contiguous())
+        if not bool(ok.all()):
+            bad = (~ok).nonzero().squeeze(1)
+            alpha[bad] = self._argmax_rotation_search(c[bad])
+        return alpha.view(shape)
+
+    def _argmax_certified(self, c: Tensor, chunk: int = 8192) -> Tuple[Tensor, Tensor]:
+        r"""``c [P, 2K+1]`` -> ``(alpha [P], certified [P])``: safeguarded
+        Newton steps from the best of the :math:`16K` samples, and a
+        certificate that no rotation is higher. The samples are made and
+        reduced ``chunk`` polynomials at a time (in cache), twice: for the
+        start, then for the certificate."""
+        K = self.max_freq
+        k = self.freqs.to(c.dtype)
+        h = self._grid_step
+        grid = self.grid.to(c.dtype)
+        table = self.grid_table.to(c.dtype)  # [B, G]
+        P = c.size(0)
+        start = grid[torch.cat([(c[i:i + chunk] @ table).max(-1).indices
+                                for i in range(0, P, chunk)])]  # [P]
+        cT = c.t()
+        p, q = cT[1:K + 1].contiguous(), cT[K + 1:].contiguous()  # [K, P]
+        k2 = k * k
+        lo, hi = start - h, start + h
+        alpha = start
+        for _ in range(self.num_newton_steps):
+            ka = k.unsqueeze(-1) * alpha  # [K, P]
+            cs, sn = torch.cos(ka), torch.sin(ka)
+            d1 = k @ (q * cs - p * sn)
+            d2 = k2 @ (p * cs + q * sn)  # minus the second derivative
+            step = torch.where(d2 > 0, d1 / d2, torch.sign(d1).mul_(0.5 * h))
+            alpha = torch.clamp(alpha + step.clamp_(-h, h), lo, hi)
+        ka = k.unsqueeze(-1) * alpha
+        cs, sn = torch.cos(ka), torch.sin(ka)
+        f = cT[0] + (p * cs + q * sn).sum(0)
+        qp = q * cs - p * sn
+        d1 = k @ qp
+        d2 = -(k2 @ (p * cs + q * sn))
+        d3 = -((k2 * k) @ qp)
+        # with A2 >= |f''| and A4 >= |f''''| everywhere, on |t| <= delta, where
+        # |f'''| delta / 6 + A4 delta^2 / 24 = |f''| / 4:
+        # f(alpha + t) <= f + |f'| |t| - |f''| t^2 / 4 <= f + f'^2 / |f''|
+        amp = torch.sqrt(p * p + q * q)
+        A2, A4 = k2 @ amp, (k2 * k2) @ amp
+        tiny = torch.finfo(c.dtype).tiny
+        b, c0 = d3.abs() / 6, (-d2).clamp_min(0) / 4
+        delta = (2 * c0 / (b + torch.sqrt(b * b + A4 * c0 / 6)).clamp_min(tiny))
+        delta = delta.clamp(max=math.pi)
+        # the samples whose two cells lie inside the arc (|g - alpha| + h <=
+        # delta) are left out; elsewhere f <= the larger end of its cell +
+        # h^2 / 8 max |f''|
+        eps = torch.finfo(c.dtype).eps
+        thr = torch.where(delta > h, torch.cos(delta - h) + 16 * eps,
+                          torch.full_like(delta, 2.0))
+        # a penalty > 0 only where cos(g - alpha) > thr pushes those samples
+        # down (no boolean masks: they are slow)
+        big = torch.finfo(c.dtype).max ** 0.5
+        rot = torch.stack([torch.cos(alpha), torch.sin(alpha), -thr], -1)  # [P, 3]
+        dirs = torch.stack([torch.cos(grid), torch.sin(grid), torch.ones_like(grid)])
+        outside = []
+        for i in range(0, P, chunk):
+            vals = c[i:i + chunk] @ table
+            pen = (rot[i:i + chunk] @ dirs).clamp_min_(0)
+            outside.append(vals.add_(pen, alpha=-big).amax(-1))
+        scale = c.abs().sum(-1)
+        bound = torch.cat(outside) + (h * h / 8) * A2 + 16 * eps * scale
+        err = d1 * d1 / (-d2).clamp_min(tiny)
+        ok = (d2 < 0) & (bound <= f) & (err <= 4 * eps * scale)
+        return alpha, ok
+
+    def _argmax_rotation_search(self, coef: Tensor) -> Tensor:
+        r"""A maximiser :math:`\alpha^*` ``[...]`` of the trigonometric
+        polynomials ``coef [..., 2K+1]``: the :math:`K` best local maxima of
+        the samples refined by safeguarded Newton steps (all under no_grad)."""
         K = self.max_freq
         k = self.freqs.to(coef.dtype)
         h = self._grid_step
         grid = self.grid.to(coef.dtype)
-        vals = coef @ self.grid_table.to(coef.dtype)  # [N, O, G]
+        vals = coef @ self.grid_table.to(coef.dtype)  # [..., G]
         is_max = (vals >= vals.roll(1, -1)) & (vals >= vals.roll(-1, -1))
         masked = torch.where(is_max, vals, torch.full_like(vals, -math.inf))
-        _, idx = masked.topk(min(K, vals.size(-1)), dim=-1)  # [N, O, S]
+        _, idx = masked.topk(min(K, vals.size(-1)), dim=-1)  # [..., S]
         start = grid[idx]
         alpha = start
         p, q = coef[..., 1:K + 1].unsqueeze(-2), coef[..., K + 1:].unsqueeze(-2)
         # d1 = sum_k k (q_k cos - p_k sin), d2 = -sum_k k^2 (p_k cos + q_k sin)
         for _ in range(self.num_newton_steps):
-            ka = alpha.unsqueeze(-1) * k  # [N, O, S, K]
+            ka = alpha.unsqueeze(-1) * k  # [..., S, K]
             c, s = torch.cos(ka), torch.sin(ka)
             d1 = (q * c - p * s) @ k
             d2 = -((p * c + q * s) @ (k * k))
@@ -389,3 +553,79 @@ def _evaluate(coef: Tensor, alpha: Tensor, k: Tensor,
     d1 = (k * (q * c - p * s)).sum(-1)
     d2 = -(k * k * (p * c + q * s)).sum(-1)
     return value, d1, d2
+
+
+def _patch_matrices(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor,
+                    transpose: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    r"""The patch operator as a sparse CSR matrix ``[(K+1)*N*2M, N]``: row
+    ``(g, i, s, m)``, column ``j``, value ``vals[b, m, e]`` of the edge ``e =
+    (j, i)`` and the angular basis ``b = 0`` (``g = s = 0``; ``g = 0, s = 1``
+    is empty) or ``b = 2g - 1 + s`` (``cos, sin`` of frequency ``g``); and
+    its transpose ``[N, (K+1)*N*2M]`` when ``transpose``. The edges must be
+    sorted by target ``dst``; ``vals [2K+1, M, E]``."""
+    E = src.numel()
+    device = src.device
+    deg = torch.bincount(dst, minlength=N)
+    ptr = torch.zeros(N + 1, dtype=torch.long, device=device)
+    ptr[1:] = deg.cumsum(0)
+    ar = torch.arange(E, device=device)
+    v = vals.reshape((2 * K + 1) * M, E)  # rows (b, m)
+
+    def places(S):
+        # row (i, r) of a block of S rows per node starts at S ptr[i] + r deg[i];
+        # e is the (e - ptr[i])-th edge of i: the inverse of that placement
+        r = torch.arange(S, device=device).unsqueeze(-1)
+        where = ((S - 1) * ptr[:-1])[dst] + ar + r * deg[dst]  # [S, E]
+        inv = torch.empty(S * E, dtype=torch.long, device=device)
+        inv[where.flatten()] = torch.arange(S * E, device=device)
+        return inv
+
+    itype = torch.int32 if max(v.numel(), (K + 1) * N * 2 * M) < 2 ** 31 - 1 \
+        else torch.long
+    src_i = src.to(itype)
+    inv = places(M)
+    values, col = [v[:M].reshape(-1)[inv]], [src_i.repeat(M)[inv]]
+    r = torch.arange(2 * M, device=device)
+    crow = [(M * ptr[:-1]).unsqueeze(-1) + r.clamp(max=M) * deg.unsqueeze(-1)]  # [N, 2M]
+    if K > 0:
+        inv = places(2 * M)
+        values.append(v[M:].reshape(K, 2 * M * E)[:, inv].reshape(-1))
+        col.append(src_i.repeat(2 * M)[inv].repeat(K))
+        g = torch.arange(K, device=device).view(K, 1, 1)
+        crow.append((M * E + g * (2 * M * E) + (2 * M * ptr[:-1]).unsqueeze(-1)
+                     + r * deg.unsqueeze(-1)).flatten(0, 1))
+    crow = torch.cat([torch.cat(crow).flatten(), ptr.new_full((1,), v.numel())])
+    A = torch.sparse_csr_tensor(crow.to(itype), torch.cat(col), torch.cat(values),
+                                ((K + 1) * N * 2 * M, N))
+    if not transpose:
+        return A, None
+    perm = torch.argsort(src, stable=True)
+    ptr_t = torch.zeros(N + 1, dtype=torch.long, device=device)
+    ptr_t[1:] = torch.bincount(src, minlength=N).cumsum(0)
+    # row j: its edges e (by source), then (b, m): column (g N + i) 2M + s M + m
+    b = torch.arange(v.size(0) // M, device=device)
+    g, s = (b + 1) // 2, (b + 1) % 2 * (b > 0)
+    m = torch.arange(M, device=device)
+    off = (g * (N * 2 * M) + s * M).unsqueeze(-1) + m  # [2K+1, M]
+    col_t = (dst[perm].unsqueeze(-1) * (2 * M)).to(itype) + off.flatten().to(itype)
+    AT = torch.sparse_csr_tensor((ptr_t * v.size(0)).to(itype), col_t.flatten(),
+                                 v.t()[perm].flatten(), (N, (K + 1) * N * 2 * M))
+    return A, AT
+
+
+class _SparseProduct(torch.autograd.Function):
+    r"""``A @ x`` for a constant sparse ``A``, with the backward ``AT @ grad``
+    through the precomputed transpose ``AT`` (a CSR product both ways)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, A: Tensor, AT: Optional[Tensor]) -> Tensor:
+        ctx.AT = AT
+        # beta=0 ignores the (uninitialised) input; faster than A @ x, which
+        # fills a zero result and copies the product into it
+        return torch.addmm(x.new_empty(A.size(0), x.size(1)), A, x, beta=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        AT = ctx.AT
+        return torch.addmm(grad.new_empty(AT.size(0), grad.size(1)), AT, grad,
+                           beta=0), None, None

@@ -385,3 +385,146 @@ def test_compile_no_graph_breaks(kwargs):
                                           data.edge_logmap.float())
     assert explain.graph_break_count == 0
     assert explain.graph_count == 1 and not explain.break_reasons
+
+
+# --------------------------------------------------------------------------
+# the fast path (sparse patch product, block-sparse contraction, certified
+# maximisation) against a plain per-edge formulation written here
+# --------------------------------------------------------------------------
+def plain_response(conv, x, edge_index, edge_logmap):
+    r"""The response coefficients ``[N, O, 2K+1]``: per-edge patch
+    coefficients ``[E, M, 2K+1, C]`` summed by target, then the dense filter
+    contraction through ``conv.mix``."""
+    N, K, M = x.size(0), conv.max_freq, conv.num_rho
+    j, i = edge_index
+    r, phi = edge_logmap[:, 0], edge_logmap[:, 1]
+    rho = torch.arange(1, M + 1, dtype=x.dtype) * conv.max_radius / M
+    w = torch.exp(-0.5 * ((r[:, None] - rho) / conv.rho_sigma) ** 2)  # [E, M]
+    w0 = torch.exp(-0.5 * (rho / conv.rho_sigma) ** 2)
+    k = torch.arange(1, K + 1, dtype=x.dtype)
+    ang = torch.cat([torch.ones(len(phi), 1, dtype=x.dtype), torch.cos(phi[:, None] * k),
+                     torch.sin(phi[:, None] * k)], 1)  # [E, B]
+    per_edge = w[:, :, None, None] * ang[:, None, :, None] * x[j][:, None, None, :]
+    F = torch.zeros(N, *per_edge.shape[1:], dtype=x.dtype).index_add_(0, i, per_edge)
+    F[:, :, 0] += w0[:, None] * x[:, None]
+    Z = torch.zeros(N, M, dtype=x.dtype).index_add_(0, i, w) + w0
+    F = F / Z[:, :, None, None]
+    return torch.einsum("nmbc,ocmt,tbd->nod", F, conv.weight, conv.mix)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_theta=5, num_rho=2), dict(num_theta=1),
+                                    dict(num_theta=2)])
+def test_fast_path_matches_plain_formulation(kwargs):
+    data = mesh_data(*torus(), channels=3)
+    conv = make_conv(3, 4, **kwargs)
+    x = data.x.clone().requires_grad_()
+    ref = plain_response(conv, x, data.edge_index, data.edge_logmap)
+    coef = conv.response_coefficients(x, data.edge_index, data.edge_logmap)
+    assert (coef - ref).abs().max() < 1e-12
+    g_ref, = torch.autograd.grad(ref.sin().sum(), x)
+    g, = torch.autograd.grad(coef.sin().sum(), x)
+    assert (g - g_ref).abs().max() < 1e-12
+    # the continuous max: the plain response at a dense grid, refined
+    out = run(conv, data)
+    K = conv.max_freq
+    if K:
+        from gdl_pyg.nn.conv.geodesic_conv import _trig_table
+        fine = torch.linspace(0, 2 * math.pi, 4001, dtype=torch.float64)[:-1]
+        dense = (ref.detach() @ _trig_table(fine, conv.freqs)).amax(-1) + conv.bias
+        assert bool((out >= dense - 1e-12).all())
+        assert (out - dense).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(oriented=True), dict(rotation_pool="discrete")])
+def test_fast_and_geometry_differentiable_paths_agree(kwargs):
+    # a geometry that requires grad takes the per-edge (message passing) path
+    data = mesh_data(*torus(), channels=3)
+    conv = make_conv(3, 4, **kwargs)
+    outs, grads = [], []
+    for lm in (data.edge_logmap, data.edge_logmap.clone().requires_grad_()):
+        x = data.x.clone().requires_grad_()
+        conv.zero_grad()
+        out = conv(x, data.edge_index, lm)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
+        if lm.requires_grad:
+            assert lm.grad is not None and torch.isfinite(lm.grad).all()
+            assert lm.grad.abs().sum() > 0
+    assert (outs[0] - outs[1]).abs().max() < 1e-12
+    for a, b in zip(*grads):
+        assert (a - b).abs().max() < 1e-11
+    # without grad for x the transposed patch matrix is skipped: same weight grads
+    conv.zero_grad()
+    conv(data.x, data.edge_index, data.edge_logmap).square().sum().backward()
+    assert (conv.weight.grad - grads[0][1]).abs().max() < 1e-11
+
+
+def test_edge_order_does_not_matter():
+    data = small_data()
+    conv = make_conv()
+    out = run(conv, data)
+    perm = torch.randperm(data.num_edges, generator=torch.Generator().manual_seed(5))
+    shuffled = data.clone()
+    shuffled.edge_index = data.edge_index[:, perm]
+    shuffled.edge_logmap = data.edge_logmap[perm]
+    assert (run(conv, shuffled) - out).abs().max() < 1e-12
+    # vertices without edges: the patch is the centre vertex alone
+    shuffled.x = torch.cat([data.x, torch.randn(2, 3, dtype=torch.float64)])
+    out2 = run(conv, shuffled)
+    assert out2.shape == (data.num_nodes + 2, 5) and torch.isfinite(out2).all()
+    assert (out2[:-2] - out).abs().max() < 1e-12
+    # no edges at all: the fast path agrees with the per-edge one
+    ei, lm = data.edge_index[:, :0], data.edge_logmap[:0]
+    empty = conv(data.x, ei, lm)
+    assert (empty - conv(data.x, ei, lm.clone().requires_grad_())).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("num_theta", [4, 8, 12])
+def test_certified_max_is_never_wrong(num_theta):
+    # the single-start search certifies only global maxima, and certifies
+    # most of the responses of a layer (else the fast path is not taken)
+    from gdl_pyg.nn.conv.geodesic_conv import _evaluate, _trig_table
+    conv = GeodesicConv(1, 1, num_theta=num_theta).double()
+    K = conv.max_freq
+    gen = torch.Generator().manual_seed(num_theta)
+    coef = torch.randn(4000, 2 * K + 1, generator=gen, dtype=torch.float64)
+    coef[1000:2000] *= 0.05
+    coef[1000:2000, K] += 1.0  # K peaks of almost the same height
+    coef[2000:3000, 1:] *= torch.exp(-0.5 * (torch.cat([conv.freqs, conv.freqs]) * 0.4) ** 2)
+    alpha, ok = conv._argmax_certified(coef)
+    best = _evaluate(coef[:, None], alpha.view(-1, 1, 1), conv.freqs)[0].view(-1)
+    fine = torch.linspace(0, 2 * math.pi, 20001, dtype=torch.float64)[:-1]
+    dense = (coef @ _trig_table(fine, conv.freqs)).amax(-1)
+    assert bool((best[ok] >= dense[ok] - 1e-12).all())
+    assert ok[2000:3000].double().mean() > 0.8  # smooth (windowed) responses
+    # the single start misses some near-ties: they must not be certified
+    assert not bool(ok[best < dense - 1e-6].any())
+    # a trained-like layer's responses
+    data = small_data(channels=8)
+    layer = make_conv(8, 16, num_theta=num_theta)
+    c = layer.response_coefficients(data.x, data.edge_index, data.edge_logmap)
+    _, ok = layer._argmax_certified(c.detach().reshape(-1, 2 * K + 1))
+    assert ok.double().mean() > 0.9
+
+
+def test_trusting_every_single_start_fails():
+    # the broken variant: certify every single-start result; the dense
+    # search of test_rotation_max_of_random_responses then catches it
+    from gdl_pyg.nn.conv.geodesic_conv import _evaluate, _trig_table
+
+    class Trusting(GeodesicConv):
+        def _argmax_certified(self, c, chunk=8192):
+            alpha, ok = super()._argmax_certified(c, chunk)
+            return alpha, torch.ones_like(ok)
+
+    gen = torch.Generator().manual_seed(8)
+    coef = 0.05 * torch.randn(2000, 1, 9, generator=gen, dtype=torch.float64)
+    coef[..., 4] += 1.0
+    fine = torch.linspace(0, 2 * math.pi, 20001, dtype=torch.float64)[:-1]
+    for cls, wrong in ((GeodesicConv, False), (Trusting, True)):
+        conv = cls(1, 1, num_theta=8).double()
+        alpha = conv._argmax_rotation(coef)
+        best = _evaluate(coef, alpha.unsqueeze(-1), conv.freqs)[0].squeeze(-1)
+        dense = (coef @ _trig_table(fine, conv.freqs)).amax(-1)
+        assert bool((best < dense - 1e-6).any()) == wrong
