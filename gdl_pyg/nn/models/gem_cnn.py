@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn.conv.gem_conv import GEMConv
-from gdl_pyg.nn.models.gnn import LEVELS, _check_choice, _check_dropout, _check_int
+from gdl_pyg.nn.models._utils import LEVELS, _check_choice, _check_dropout, _check_int
 from gdl_pyg.nn.nonlinearity import RegularNonlinearity
 from gdl_pyg.nn.pool.parallel_transport_pool import (ParallelTransportPool,
                                                      ParallelTransportUnpool)

@@ -8,13 +8,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from gdl_pyg.nn.conv.geodesic_conv import GeodesicConv
-from gdl_pyg.nn.models.gnn import (LEVELS, READOUTS, _check_choice, _check_dropout,
-                                   _check_int, _graph_info, _make_readout)
+from gdl_pyg.nn.models._utils import (LEVELS, READOUTS, ReadoutHeadMixin, _check_choice,
+                                      _check_dropout, _check_int)
 
 __all__ = ["GeodesicCNN"]
 
 
-class GeodesicCNN(torch.nn.Module):
+class GeodesicCNN(ReadoutHeadMixin, torch.nn.Module):
     r"""The geodesic convolutional neural network from the `"Geodesic
     Convolutional Neural Networks on Riemannian Manifolds"
     <https://arxiv.org/abs/1501.06297>`_ paper: a linear layer per vertex,
@@ -100,13 +100,7 @@ class GeodesicCNN(torch.nn.Module):
             GeodesicConv(H, H, num_rho=num_rho, num_theta=num_theta, max_radius=max_radius,
                          rotation_pool=rotation_pool)
             for _ in range(num_layers)])
-        if level == "graph":
-            self.readout = _make_readout(readout, H)
-            self.head = torch.nn.Sequential(torch.nn.Linear(H, H), torch.nn.ReLU(),
-                                            torch.nn.Linear(H, out_channels))
-        else:
-            self.readout = None
-            self.head = torch.nn.Linear(H, out_channels)
+        self._init_head(level, readout, H, out_channels, act=torch.nn.ReLU)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -114,11 +108,7 @@ class GeodesicCNN(torch.nn.Module):
         self.lin_in.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
-        if self.readout is not None and hasattr(self.readout, "reset_parameters"):
-            self.readout.reset_parameters()
-        for module in self.head.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.reset_parameters()
+        self._reset_head()
 
     def _inputs(self, data: Data):
         name = type(self).__name__
@@ -154,12 +144,7 @@ class GeodesicCNN(torch.nn.Module):
         return h
 
     def forward(self, data: Data) -> Tensor:
-        h = self.embed(data)
-        if self.level == "graph":
-            batch, num_graphs = _graph_info(data)
-            h = self.readout(h, batch, num_graphs)
-        h = F.dropout(h, p=self.dropout, training=self.training)
-        return self.head(h)
+        return self._readout_head(self.embed(data), data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, "

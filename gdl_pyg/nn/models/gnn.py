@@ -16,67 +16,19 @@ from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv
 from gdl_pyg.nn.conv.deep_sets_conv import DeepSetsConv
 from gdl_pyg.nn.conv.graph_transformer_conv import GraphTransformerConv
 from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
-from gdl_pyg.nn.pool.readout import AttentionReadout, MaxReadout, MeanReadout, SumReadout
+from gdl_pyg.nn.models._utils import (LEVELS, READOUTS, ReadoutHeadMixin,  # noqa: F401
+                                      _check_choice, _check_data, _check_dropout, _check_int,
+                                      _graph_info, _make_readout)
+from gdl_pyg.nn.pool.readout import AttentionReadout
 
 __all__ = ["GNN", "GraphTransformer", "DeepSets"]
 
 FLAVOURS = ("convolutional", "attentional", "message_passing")
-LEVELS = ("node", "graph")
-READOUTS = ("sum", "mean", "max", "attention")
 PES = ("none", "laplacian", "random_walk")
 PE_ATTRS = {"laplacian": "laplacian_pe", "random_walk": "random_walk_pe"}
 
 
-def _check_int(cls: str, name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"'{cls}' expected '{name}' to be an integer >= {minimum} "
-                         f"(got {value!r})")
-
-
-def _check_choice(cls: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"'{cls}' expected '{name}' in {choices} (got {value!r})")
-
-
-def _check_dropout(cls: str, dropout) -> None:
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"'{cls}' expected dropout in [0, 1) (got {dropout!r})")
-
-
-def _make_readout(kind: str, channels: int) -> torch.nn.Module:
-    if kind == "sum":
-        return SumReadout()
-    if kind == "mean":
-        return MeanReadout()
-    if kind == "max":
-        return MaxReadout()
-    return AttentionReadout(channels)
-
-
-def _check_data(cls: str, data, in_channels: int, need_edges: bool = True) -> None:
-    if not isinstance(data, Data):
-        raise TypeError(f"'{cls}' expected a torch_geometric 'Data' or 'Batch' (got "
-                        f"{type(data).__name__})")
-    x = data.get("x")
-    if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != in_channels:
-        shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"'{cls}' expected node features 'x' of shape [num_nodes, "
-                         f"{in_channels}] (got {shape})")
-    if need_edges and data.get("edge_index") is None:
-        raise ValueError(f"'{cls}' needs 'edge_index' (got None)")
-
-
-def _graph_info(data: Data):
-    r"""``(batch, num_graphs)`` of a ``Data`` / ``Batch`` (one graph without
-    a batch vector)."""
-    batch = data.get("batch")
-    if batch is None:
-        return None, 1
-    num_graphs = getattr(data, "num_graphs", None)
-    return batch, int(num_graphs) if num_graphs is not None else int(batch.max()) + 1
-
-
-class GNN(torch.nn.Module):
+class GNN(ReadoutHeadMixin, torch.nn.Module):
     r"""A graph neural network of one of the three flavours of the
     `"Geometric Deep Learning: Grids, Groups, Graphs, Geodesics, and Gauges"
     <https://arxiv.org/abs/2104.13478>`_ book (sec. 5.3): :obj:`num_layers`
@@ -159,14 +111,7 @@ class GNN(torch.nn.Module):
         self.convs = torch.nn.ModuleList(
             [self._make_conv(in_channels if i == 0 else hidden_channels)
              for i in range(num_layers)])
-        if level == "graph":
-            self.readout = _make_readout(readout, hidden_channels)
-            self.head = torch.nn.Sequential(torch.nn.Linear(hidden_channels, hidden_channels),
-                                            torch.nn.ReLU(),
-                                            torch.nn.Linear(hidden_channels, out_channels))
-        else:
-            self.readout = None
-            self.head = torch.nn.Linear(hidden_channels, out_channels)
+        self._init_head(level, readout, hidden_channels, out_channels)
         self.reset_parameters()
 
     def _make_conv(self, c_in: int) -> torch.nn.Module:
@@ -183,11 +128,7 @@ class GNN(torch.nn.Module):
         r"""Resets all learnable parameters."""
         for conv in self.convs:
             conv.reset_parameters()
-        if self.readout is not None and hasattr(self.readout, "reset_parameters"):
-            self.readout.reset_parameters()
-        for module in self.head.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.reset_parameters()
+        self._reset_head()
 
     def embed(self, data: Data) -> Tensor:
         r"""The node embeddings :math:`\mathbf{H}^{(L)}` :math:`(|\mathcal{V}|,
@@ -200,12 +141,7 @@ class GNN(torch.nn.Module):
         return h
 
     def forward(self, data: Data) -> Tensor:
-        h = self.embed(data)
-        if self.level == "graph":
-            batch, num_graphs = _graph_info(data)
-            h = self.readout(h, batch, num_graphs)
-        h = F.dropout(h, p=self.dropout, training=self.training)
-        return self.head(h)
+        return self._readout_head(self.embed(data), data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, "

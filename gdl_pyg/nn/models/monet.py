@@ -9,13 +9,13 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.nn import GMMConv
 
-from gdl_pyg.nn.models.gnn import (LEVELS, READOUTS, _check_choice, _check_dropout,
-                                   _check_int, _graph_info, _make_readout)
+from gdl_pyg.nn.models._utils import (LEVELS, READOUTS, ReadoutHeadMixin, _check_choice,
+                                      _check_dropout, _check_int)
 
 __all__ = ["MoNet"]
 
 
-class MoNet(torch.nn.Module):
+class MoNet(ReadoutHeadMixin, torch.nn.Module):
     r"""The mixture model network from the `"Geometric Deep Learning on
     Graphs and Manifolds Using Mixture Model CNNs"
     <https://arxiv.org/abs/1611.08402>`_ paper (MoNet): :obj:`num_layers`
@@ -103,24 +103,14 @@ class MoNet(torch.nn.Module):
             GMMConv(in_channels if i == 0 else H, H, dim=dim, kernel_size=kernel_size,
                     separate_gaussians=separate_gaussians)
             for i in range(num_layers)])
-        if level == "graph":
-            self.readout = _make_readout(readout, H)
-            self.head = torch.nn.Sequential(torch.nn.Linear(H, H), torch.nn.ELU(),
-                                            torch.nn.Linear(H, out_channels))
-        else:
-            self.readout = None
-            self.head = torch.nn.Linear(H, out_channels)
+        self._init_head(level, readout, H, out_channels, act=torch.nn.ELU)
         self.reset_parameters()
 
     def reset_parameters(self):
         r"""Resets all learnable parameters."""
         for conv in self.convs:
             conv.reset_parameters()
-        if self.readout is not None and hasattr(self.readout, "reset_parameters"):
-            self.readout.reset_parameters()
-        for module in self.head.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.reset_parameters()
+        self._reset_head()
 
     def _inputs(self, data: Data):
         name = type(self).__name__
@@ -159,12 +149,7 @@ class MoNet(torch.nn.Module):
         return h
 
     def forward(self, data: Data) -> Tensor:
-        h = self.embed(data)
-        if self.level == "graph":
-            batch, num_graphs = _graph_info(data)
-            h = self.readout(h, batch, num_graphs)
-        h = F.dropout(h, p=self.dropout, training=self.training)
-        return self.head(h)
+        return self._readout_head(self.embed(data), data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, "
