@@ -31,6 +31,21 @@ def _check_positive_int(cls: str, name: str, value, minimum: int = 1) -> None:
                          f"(got {value!r})")
 
 
+def _check_seed(cls: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"'{cls}' expected an integer seed (got {type(seed).__name__})")
+
+
+def _check_fractions(cls: str, val_fraction, test_fraction) -> None:
+    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0.0 < value < 1.0:
+            raise ValueError(f"'{cls}' expected '{key}' in (0, 1) (got {value!r})")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"'{cls}' expected val_fraction + test_fraction < 1 (got "
+                         f"{val_fraction} + {test_fraction})")
+
+
 class GraphDataModule(LightningDataModule):
     r"""A base :class:`~lightning.pytorch.LightningDataModule` for datasets
     of PyG graphs.
@@ -198,18 +213,12 @@ class RotatedDigitsDataModule(GraphDataModule):
                  seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         name = type(self).__name__
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise ValueError(f"'{name}' expected '{key}' in (0, 1) (got {value!r})")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"'{name}' expected val_fraction + test_fraction < 1 (got "
-                             f"{val_fraction} + {test_fraction})")
+        _check_fractions(name, val_fraction, test_fraction)
         if rotation not in ("quarter", "continuous"):
             raise ValueError(f"'{name}' expected rotation 'quarter' or 'continuous' "
                              f"(got {rotation!r})")
         _check_positive_int(name, "pad", pad, minimum=0)
-        if not isinstance(seed, int):
-            raise TypeError(f"'{name}' expected an integer seed (got {type(seed).__name__})")
+        _check_seed(name, seed)
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.rotation = rotation

@@ -21,26 +21,12 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import degree, to_undirected
 
-from gdl_pyg.lightning.data import GraphDataModule, _check_positive_int
+from gdl_pyg.lightning.data import (GraphDataModule, _check_fractions, _check_positive_int,
+                                    _check_seed)
 from gdl_pyg.transforms.positional_encoding import LaplacianPE, RandomWalkPE
 
 __all__ = ["KarateClubDataModule", "SyntheticGraphsDataModule", "SetsDataModule",
            "random_tree", "MOTIFS"]
-
-
-def _check_seed(cls: str, seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"'{cls}' expected an integer seed (got {type(seed).__name__})")
-
-
-def _check_fractions(cls: str, val_fraction, test_fraction) -> None:
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not 0.0 < value < 1.0:
-            raise ValueError(f"'{cls}' expected '{key}' in (0, 1) (got {value!r})")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"'{cls}' expected val_fraction + test_fraction < 1 (got "
-                         f"{val_fraction} + {test_fraction})")
 
 
 class _SingleTestSplit:

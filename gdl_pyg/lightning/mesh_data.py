@@ -24,7 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform, Compose
 
-from gdl_pyg.lightning.data import GraphDataModule
+from gdl_pyg.lightning.data import GraphDataModule, _check_fractions, _check_seed
 
 __all__ = ["MeshDataModule", "PositionFeatures", "rotate_shape"]
 
@@ -136,15 +136,8 @@ class MeshDataModule(GraphDataModule):
         name = type(self).__name__
         if kind not in ("mesh", "points"):
             raise ValueError(f"'{name}' expected kind 'mesh' or 'points' (got {kind!r})")
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0.0 < value < 1.0:
-                raise ValueError(f"'{name}' expected '{key}' in (0, 1) (got {value!r})")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"'{name}' expected val_fraction + test_fraction < 1 (got "
-                             f"{val_fraction} + {test_fraction})")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"'{name}' expected an integer seed (got {type(seed).__name__})")
+        _check_fractions(name, val_fraction, test_fraction)
+        _check_seed(name, seed)
         for key, value in (("pre_transforms", pre_transforms), ("transforms", transforms)):
             if value is not None and (not isinstance(value, Sequence) or not all(
                     callable(t) for t in value)):

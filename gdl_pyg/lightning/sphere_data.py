@@ -8,7 +8,8 @@ from torch_geometric.data import Data
 
 from gdl_pyg.domains.grid import grid_to_data
 from gdl_pyg.domains.sphere import icosphere, project_image, sphere_to_image
-from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, _check_positive_int
+from gdl_pyg.lightning.data import (GraphDataModule, RotatedDigitsDataModule, _check_fractions,
+                                    _check_positive_int, _check_seed)
 
 __all__ = ["SphericalDigitsDataModule", "random_rotations"]
 
@@ -84,12 +85,7 @@ class SphericalDigitsDataModule(GraphDataModule):
                  image_size: Optional[int] = None, seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         name = type(self).__name__
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise ValueError(f"'{name}' expected '{key}' in (0, 1) (got {value!r})")
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(f"'{name}' expected val_fraction + test_fraction < 1 (got "
-                             f"{val_fraction} + {test_fraction})")
+        _check_fractions(name, val_fraction, test_fraction)
         _check_positive_int(name, "subdivisions", subdivisions, minimum=0)
         if subdivisions > 7:
             raise ValueError(f"'{name}' expected 'subdivisions' <= 7 (got {subdivisions})")
@@ -100,8 +96,7 @@ class SphericalDigitsDataModule(GraphDataModule):
             raise ValueError(f"'{name}' expected output 'sphere' or 'image' (got {output!r})")
         if image_size is not None:
             _check_positive_int(name, "image_size", image_size, minimum=2)
-        if not isinstance(seed, int):
-            raise TypeError(f"'{name}' expected an integer seed (got {type(seed).__name__})")
+        _check_seed(name, seed)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.subdivisions, self.fov, self.pad = subdivisions, float(fov), pad
         self.output, self.image_size, self.seed = output, image_size, seed
