@@ -263,19 +263,22 @@ def nearest(
     backend: str = "auto",
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> Tensor:
-    r"""Finds for each element in :obj:`y` its nearest point in :obj:`x`
+    r"""Clusters the points of :obj:`x` around the query points :obj:`y`: for
+    each element of :obj:`x` the index of its nearest point in :obj:`y`
     (within the same example), as :func:`torch_cluster.nearest`:
 
     .. math::
-        c_i = \operatorname*{arg\,min}_{j \,:\, b^x_j = b^y_i}
-        \|\mathbf{y}_i - \mathbf{x}_j\|_2,
+        c_i = \operatorname*{arg\,min}_{j \,:\, b^y_j = b^x_i}
+        \|\mathbf{x}_i - \mathbf{y}_j\|_2,
 
-    ties broken in favour of the lower index.
+    ties broken in favour of the lower index. For example
+    ``nearest([[0], [1], [10]], [[0], [10]])`` is ``[0, 0, 1]``. An example
+    with points in :obj:`x` but none in :obj:`y` raises :class:`ValueError`.
 
     Args:
         x (torch.Tensor): Node feature matrix
             :math:`\mathbf{X} \in \mathbb{R}^{N \times F}`.
-        y (torch.Tensor): Query feature matrix
+        y (torch.Tensor): Cluster centres
             :math:`\mathbf{Y} \in \mathbb{R}^{M \times F}`.
         batch_x (torch.Tensor, optional): Sorted batch vector of :obj:`x`.
             (default: :obj:`None`)
@@ -290,7 +293,7 @@ def nearest(
 
     Shapes:
         - **inputs:** :math:`(N, F)`, :math:`(M, F)`, :math:`(N)`, :math:`(M)`
-        - **output:** :math:`(M)`, indices into :obj:`x`
+        - **output:** :math:`(N)`, indices into :obj:`y`
     """
     fn = "nearest"
     x = check_points(x, "x", fn)
@@ -305,19 +308,21 @@ def nearest(
     impl = resolve_neighbor_backend(backend, fn, x)
     if impl == "cluster":
         return gdl_typing.torch_cluster.nearest(x, y, batch_x, batch_y)
-    if y.size(0) == 0:
+    if x.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
     b = infer_batch_size(fn, None, batch_x, batch_y)
-    if x.size(0) == 0:
+    # the points of x are the queries, y holds the candidates
+    if y.size(0) == 0:
         row = col = torch.empty(0, dtype=torch.long, device=x.device)
     elif impl == "scipy":
-        row, col = kdtree_search(x, y, batch_x, batch_y, k=1,
+        row, col = kdtree_search(y, x, batch_y, batch_x, k=1,
                                  block_size=block_size)
     else:
-        row, col = _knn_torch(x, y, 1, batch_x, batch_y, b, False, False,
+        row, col = _knn_torch(y, x, 1, batch_y, batch_x, b, False, False,
                               block_size)
-    if row.numel() != y.size(0):
-        raise ValueError(f"'{fn}' found examples with points in 'y' but none "
-                         f"in 'x' ({y.size(0) - row.numel()} queries have no "
-                         f"candidate)")
+    if row.numel() != x.size(0):
+        raise ValueError(f"'{fn}' found examples with points in 'x' but none "
+                         f"in 'y' ({x.size(0) - row.numel()} points have no "
+                         f"cluster centre); every example of 'batch_x' needs "
+                         f"points in 'batch_y'")
     return col

@@ -236,23 +236,32 @@ def test_auto_backend_dispatch():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nearest(backend):
+    # torch_cluster's semantics: for each row of x, its nearest row of y
+    x = torch.tensor([[0.0], [1.0], [10.0]])
+    y = torch.tensor([[0.0], [10.0]])
+    assert nearest(x, y, backend=backend).tolist() == [0, 0, 1]
+    # torch_cluster's documented example
+    x = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    y = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    assert nearest(x, y, backend=backend).tolist() == [0, 0, 1, 1]
     gen = torch.Generator().manual_seed(6)
     x = torch.rand(50, 3, generator=gen, dtype=torch.float64)
     y = torch.rand(20, 3, generator=gen, dtype=torch.float64)
     bx, by = make_batch([30, 20]), make_batch([12, 8])
     out = nearest(x, y, bx, by, backend=backend)
-    _, i0 = cKDTree(x[:30].numpy()).query(y[:12].numpy())
-    _, i1 = cKDTree(x[30:].numpy()).query(y[12:].numpy())
-    assert out.tolist() == i0.tolist() + (i1 + 30).tolist()
-    with pytest.raises(ValueError, match="none in 'x'"):
-        nearest(x[:30], y, bx[:30], by, backend=backend)
-    with pytest.raises(ValueError, match="none in 'x'"):
-        nearest(x[:0], y, backend=backend)
+    _, i0 = cKDTree(y[:12].numpy()).query(x[:30].numpy())
+    _, i1 = cKDTree(y[12:].numpy()).query(x[30:].numpy())
+    assert out.tolist() == i0.tolist() + (i1 + 12).tolist()
+    # an example of batch_x without points in batch_y is an error
+    with pytest.raises(ValueError, match="none in 'y'"):
+        nearest(x, y[:12], bx, by[:12], backend=backend)
+    with pytest.raises(ValueError, match="none in 'y'"):
+        nearest(x, y[:0], backend=backend)
     # Ties (equidistant lattice points) go to the lower index.
     g = torch.arange(3.0)
     lattice = torch.cartesian_prod(g, g)
     mid = torch.tensor([[0.5, 0.5], [1.5, 1.0], [2.0, 2.0]])
-    assert nearest(lattice, mid, backend=backend).tolist() == [0, 4, 8]
+    assert nearest(mid, lattice, backend=backend).tolist() == [0, 4, 8]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -266,7 +275,7 @@ def test_empty_inputs(backend):
     assert knn_graph(x[:1], 3, backend=backend).shape == (2, 0)
     assert knn_graph(x[:1], 3, loop=True, backend=backend).tolist() == \
         [[0], [0]]
-    assert nearest(x, e, backend=backend).shape == (0,)
+    assert nearest(e, x, backend=backend).shape == (0,)
     # Batches whose examples are empty on either side.
     bx, by = make_batch([0, 5, 0]), make_batch([2, 0, 3])
     out = knn(x, x, 2, bx, by, backend=backend)
