@@ -53,6 +53,24 @@ def _check_data(cls: str, data, in_channels: int, need_edges: bool = True) -> No
         raise ValueError(f"'{cls}' needs 'edge_index' (got None)")
 
 
+def _node_features(cls: str, data: Data, in_channels: int, like: Tensor,
+                   what: str = "node features") -> Tensor:
+    r"""``data.x`` checked to be ``[num_nodes, in_channels]``, or, without
+    ``x``, a constant feature 1 ``[num_nodes, 1]`` (dtype and device of
+    :obj:`like`), which needs ``in_channels == 1``."""
+    x = data.get("x")
+    if x is None:
+        if in_channels != 1:
+            raise ValueError(f"'{cls}' got no 'x', so it uses a constant feature 1, which "
+                             f"needs in_channels=1 (got in_channels={in_channels})")
+        x = like.new_ones(data.num_nodes, 1)
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != in_channels:
+        shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"'{cls}' expected {what} 'x' of shape [num_nodes, "
+                         f"{in_channels}] (got {shape})")
+    return x
+
+
 def _graph_info(data: Data):
     r"""``(batch, num_graphs)`` of a ``Data`` / ``Batch`` (one graph without
     a batch vector)."""

@@ -13,7 +13,8 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn.conv.gem_conv import GEMConv
-from gdl_pyg.nn.models._utils import LEVELS, _check_choice, _check_dropout, _check_int
+from gdl_pyg.nn.models._utils import (LEVELS, _check_choice, _check_dropout, _check_int,
+                                      _node_features)
 from gdl_pyg.nn.nonlinearity import RegularNonlinearity
 from gdl_pyg.nn.pool.parallel_transport_pool import (ParallelTransportPool,
                                                      ParallelTransportUnpool)
@@ -217,16 +218,8 @@ class GEMCNN(torch.nn.Module):
                     f"...); apply 'gdl_pyg.transforms.MeshHierarchy' with at least "
                     f"{self.num_levels} ratios (e.g. Compose([MeshGeometry(), "
                     f"MeshHierarchy()]) as the pre_transform)")
-        x = data.get("x")
-        if x is None:
-            if self.in_channels != 1:
-                raise ValueError(f"'{name}' got no 'x', so it uses a constant feature 1, which "
-                                 f"needs in_channels=1 (got in_channels={self.in_channels})")
-            x = data.edge_logmap.new_ones(data.num_nodes, 1)
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
-            shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"'{name}' expected order-0 node features 'x' of shape "
-                             f"[num_nodes, {self.in_channels}] (got {shape})")
+        x = _node_features(name, data, self.in_channels, data.edge_logmap,
+                           what="order-0 node features")
         return x.to(data.edge_logmap.dtype).unsqueeze(-1)  # [N, C, 1]
 
     @staticmethod

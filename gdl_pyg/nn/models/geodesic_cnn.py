@@ -9,7 +9,7 @@ from torch_geometric.data import Data
 
 from gdl_pyg.nn.conv.geodesic_conv import GeodesicConv
 from gdl_pyg.nn.models._utils import (LEVELS, READOUTS, ReadoutHeadMixin, _check_choice,
-                                      _check_dropout, _check_int)
+                                      _check_dropout, _check_int, _node_features)
 
 __all__ = ["GeodesicCNN"]
 
@@ -121,16 +121,7 @@ class GeodesicCNN(ReadoutHeadMixin, torch.nn.Module):
         if lm is None:
             raise ValueError(f"'{name}' needs 'edge_logmap'; add it with the 'MeshGeometry' "
                              f"transform (gdl_pyg.transforms.MeshGeometry)")
-        x = data.get("x")
-        if x is None:
-            if self.in_channels != 1:
-                raise ValueError(f"'{name}' got no 'x', so it uses a constant feature 1, which "
-                                 f"needs in_channels=1 (got in_channels={self.in_channels})")
-            x = lm.new_ones(data.num_nodes, 1)
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
-            shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
-                             f"{self.in_channels}] (got {shape})")
+        x = _node_features(name, data, self.in_channels, lm)
         return x, data.edge_index, lm
 
     def embed(self, data: Data) -> Tensor:

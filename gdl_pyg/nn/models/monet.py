@@ -10,7 +10,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GMMConv
 
 from gdl_pyg.nn.models._utils import (LEVELS, READOUTS, ReadoutHeadMixin, _check_choice,
-                                      _check_dropout, _check_int)
+                                      _check_dropout, _check_int, _node_features)
 
 __all__ = ["MoNet"]
 
@@ -128,16 +128,7 @@ class MoNet(ReadoutHeadMixin, torch.nn.Module):
         if u.dim() != 2 or u.size(1) != self.dim or u.size(0) != data.edge_index.size(1):
             raise ValueError(f"'{name}' expected 'edge_attr' of shape [num_edges, dim] = "
                              f"[{data.edge_index.size(1)}, {self.dim}] (got {list(u.shape)})")
-        x = data.get("x")
-        if x is None:
-            if self.in_channels != 1:
-                raise ValueError(f"'{name}' got no 'x', so it uses a constant feature 1, which "
-                                 f"needs in_channels=1 (got in_channels={self.in_channels})")
-            x = u.new_ones(data.num_nodes, 1)
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
-            shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
-                             f"{self.in_channels}] (got {shape})")
+        x = _node_features(name, data, self.in_channels, u)
         return x, data.edge_index, u
 
     def embed(self, data: Data) -> Tensor:
