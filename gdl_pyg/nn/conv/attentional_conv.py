@@ -12,10 +12,14 @@ from torch_geometric.nn.inits import glorot, reset, zeros
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTensor
 from torch_geometric.utils import add_self_loops as add_self_loops_fn
 from torch_geometric.utils import is_torch_sparse_tensor, remove_self_loops, scatter, softmax
+from torch_geometric.utils.sparse import set_sparse_value
 
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
-                                                  check_module, combine_update)
+                                                  check_edge_features, check_graph_input,
+                                                  check_module, check_module_input, check_size,
+                                                  combine_update)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
+from gdl_pyg.utils import check_channels
 
 __all__ = ["AttentionalConv", "static_self_loops"]
 
@@ -107,6 +111,12 @@ class AttentionalConv(MessagePassing):
     by :class:`~torch_geometric.nn.conv.GATConv` filters with boolean masks
     and costs graph breaks.
 
+    As in PyG, :obj:`return_attention_weights=True` also returns the
+    normalised scores and :obj:`residual=True` adds a linear skip connection;
+    static graphs (:math:`(B, |\mathcal{V}|, F)` node features) are rejected
+    with a :class:`ValueError`, as :class:`~torch_geometric.nn.conv.GATConv`
+    rejects them.
+
     Args:
         in_channels (int or tuple): input width, or a pair (source, target)
             for bipartite graphs.
@@ -137,6 +147,9 @@ class AttentionalConv(MessagePassing):
         combine (str, optional): :obj:`"none"`, :obj:`"add"` or :obj:`"cat"`.
             (default: :obj:`"none"`)
         v2 (bool, optional): GATv2's score. (default: :obj:`False`)
+        residual (bool, optional): adds a linear projection of the target
+            features (no bias) to the output, as PyG's :obj:`residual=True`.
+            (default: :obj:`False`)
         **kwargs (optional): additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -169,6 +182,7 @@ class AttentionalConv(MessagePassing):
         phi: Optional[torch.nn.Module] = None,
         combine: str = "none",
         v2: bool = False,
+        residual: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("aggr", "add")
@@ -186,9 +200,11 @@ class AttentionalConv(MessagePassing):
         self.edge_dim = edge_dim
         self.fill_value = fill_value
         self.v2 = v2
+        self.residual = residual
         self.combine = check_choice(name, "combine", combine, COMBINE_MODES)
         src, dst = (in_channels, in_channels) if isinstance(in_channels, int) else in_channels
         HC = heads * out_channels
+        self._default_psi = psi is None
         if psi is None:
             psi = Linear(src, HC, bias=v2, weight_initializer="glorot")
         self.psi = check_module(name, "psi", psi)
@@ -215,6 +231,10 @@ class AttentionalConv(MessagePassing):
                 if not v2:
                     self.att_edge = Parameter(torch.empty(1, heads, out_channels))
         total = HC if concat else out_channels
+        if residual:
+            self.res = Linear(dst, total, bias=False, weight_initializer="glorot")
+        else:
+            self.res = None
         if bias:
             self.bias = Parameter(torch.empty(total))
         else:
@@ -223,7 +243,7 @@ class AttentionalConv(MessagePassing):
 
     def reset_parameters(self):
         super().reset_parameters()
-        for module in (self.psi, self.score, self.phi, self.lin_dst, self.lin_edge):
+        for module in (self.psi, self.score, self.phi, self.lin_dst, self.lin_edge, self.res):
             reset(module)  # PyG's inits.reset: also resets children (e.g. Sequential)
         glorot(self.att_src)
         glorot(self.att_dst)
@@ -232,9 +252,67 @@ class AttentionalConv(MessagePassing):
         zeros(self.bias)
 
     def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
-                edge_attr: OptTensor = None, size: Size = None) -> Tensor:
+                edge_attr: OptTensor = None, size: Size = None,
+                return_attention_weights: Optional[bool] = None):
+        r"""Runs the forward pass of the module.
+
+        Args:
+            x (torch.Tensor or (torch.Tensor, torch.Tensor)): node features
+                :math:`(|\mathcal{V}|, F)` or a pair (source, target). Like
+                PyG's :class:`~torch_geometric.nn.conv.GATConv`, the
+                static-graph layout :math:`(B, |\mathcal{V}|, F)` is not
+                supported (a :class:`ValueError` says so).
+            edge_index (torch.Tensor or SparseTensor): edge indices or a
+                sparse adjacency :obj:`adj_t`.
+            edge_attr (torch.Tensor, optional): edge features.
+                (default: :obj:`None`)
+            size ((int, int), optional): the shape of the adjacency.
+                (default: :obj:`None`)
+            return_attention_weights (bool, optional): if :obj:`True`, also
+                returns the normalised scores as PyG does:
+                :obj:`(out, (edge_index, alpha))` with the self loops the
+                layer added (existing self loops removed, so the edges are
+                those of PyG's :class:`~torch_geometric.nn.conv.GATConv`, in
+                its order), :obj:`alpha` :math:`(|\mathcal{E}|, K)`; for a
+                :obj:`torch.sparse` adjacency :obj:`(out, (adj, alpha))` with
+                :obj:`alpha` as the values of :obj:`adj`; for a
+                :class:`torch_sparse.SparseTensor`, :obj:`(out, adj)`.
+                Filtering the masked self loops has a data-dependent shape,
+                so only this mode breaks the :func:`torch.compile` graph.
+                (default: :obj:`None`)
+        """
+        name = type(self).__name__
         H, C = self.heads, self.out_channels
+        size = check_size(name, size)
         x_src, x_dst = _pair(x)
+        bipartite = not isinstance(x, Tensor)
+        for t in (x_src, x_dst):
+            if isinstance(t, Tensor) and t.dim() == 3:
+                raise ValueError(f"'{name}' does not support static graphs (node features of "
+                                 f"shape [batch, num_nodes, channels], got "
+                                 f"{list(t.shape)}), like PyG's 'GATConv': merge the "
+                                 f"signals into one graph of batch * num_nodes nodes "
+                                 f"(e.g. Batch.from_data_list) or use 'ConvolutionalConv'")
+        check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims=(2, ))
+        check_edge_features(name, edge_index, edge_attr)
+        src_name, dst_name = ("x[0]", "x[1]") if bipartite else ("x", "x")
+        if self._default_psi:
+            check_channels(x_src, self.psi.in_channels, name, src_name)
+        else:
+            check_module_input(name, "psi", self.psi, x_src.size(-1), "the source features")
+        if x_dst is not None:
+            if self.lin_dst is not None:
+                check_channels(x_dst, self.lin_dst.in_channels, name, dst_name)
+            elif bipartite and self._default_psi:  # psi maps the target features too
+                check_channels(x_dst, self.psi.in_channels, name, dst_name)
+            if self.res is not None:
+                check_channels(x_dst, self.res.in_channels, name, dst_name)
+        if self.lin_edge is not None and edge_attr is not None and edge_attr.dim() > 1:
+            check_channels(edge_attr, self.lin_edge.in_channels, name, "edge_attr")
+
+        res: OptTensor = None
+        if self.res is not None and x_dst is not None:
+            res = self.res(x_dst)
         h_src = self.psi(x_src).view(-1, H, C)
         if self.lin_dst is not None and not self.v2:
             h_dst = None if x_dst is None else self.lin_dst(x_dst).view(-1, H, C)
@@ -251,7 +329,7 @@ class AttentionalConv(MessagePassing):
                 if edge_attr is not None or (edge_index.has_value()
                                              and edge_index.storage.value().dim() > 1):
                     raise NotImplementedError(
-                        f"'{type(self).__name__}' cannot add self loops with edge features "
+                        f"'{name}' cannot add self loops with edge features "
                         f"to a 'SparseTensor'; add them beforehand (add_self_loops=False)")
                 edge_index = torch_sparse.set_diag(edge_index)
             else:
@@ -263,7 +341,7 @@ class AttentionalConv(MessagePassing):
                 if is_torch_sparse_tensor(edge_index):
                     if edge_attr is None and edge_index.values().dim() > 1:
                         raise NotImplementedError(
-                            f"'{type(self).__name__}' cannot add self loops to a sparse "
+                            f"'{name}' cannot add self loops to a sparse "
                             f"adjacency holding edge features; pass 'edge_attr' separately or "
                             f"add them beforehand (add_self_loops=False)")
                     edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
@@ -285,13 +363,30 @@ class AttentionalConv(MessagePassing):
         raw = (x_src, x_dst) if self.score is not None else (None, None)
         # only GATv2 reads the target's projection per edge
         h = (h_src, h_dst if self.v2 else None)
-        out = self.propagate(edge_index, h=h, a=(a_src, a_dst), raw=raw,
-                             edge_attr=edge_attr, logit_mask=logit_mask, size=size)
+        alpha = self.edge_updater(edge_index, h=h, a=(a_src, a_dst), raw=raw,
+                                  edge_attr=edge_attr, logit_mask=logit_mask, size=size)
+        # h_dst only sets the number of targets: 'message' reads h_j alone
+        out = self.propagate(edge_index, h=(h_src, h_dst), alpha=alpha, size=size)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
+        if res is not None:
+            out = out + res
         if self.bias is not None:
             out = out + self.bias
         out = combine_update(self.combine, x_dst, out)
-        return out if self.phi is None else self.phi(out)
+        if self.phi is not None:
+            check_module_input(name, "phi", self.phi, out.size(-1),
+                               f"the combination '{self.combine}' of x and the aggregation")
+            out = self.phi(out)
+        if not return_attention_weights:
+            return out
+        if WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor):
+            return out, edge_index.set_value(alpha, layout="coo")
+        if is_torch_sparse_tensor(edge_index):
+            return out, (set_sparse_value(edge_index, alpha), alpha)
+        if logit_mask is not None:  # drop the replaced self loops (weight exactly 0)
+            keep = logit_mask == 0
+            edge_index, alpha = edge_index[:, keep], alpha[keep]
+        return out, (edge_index, alpha)
 
     def _logits(self, h_i: OptTensor, h_j: Tensor, a_i: OptTensor, a_j: OptTensor,
                 raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor) -> Tensor:
@@ -317,15 +412,17 @@ class AttentionalConv(MessagePassing):
             alpha = alpha + (e * self.att_edge).sum(-1)
         return F.leaky_relu(alpha, self.negative_slope)
 
-    def message(self, h_i: OptTensor, h_j: Tensor, a_i: OptTensor, a_j: OptTensor,
-                raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor,
-                logit_mask: OptTensor, index: Tensor, ptr: OptTensor,
-                size_i: Optional[int]) -> Tensor:
+    def edge_update(self, h_i: OptTensor, h_j: Tensor, a_i: OptTensor, a_j: OptTensor,
+                    raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor,
+                    logit_mask: OptTensor, index: Tensor, ptr: OptTensor,
+                    dim_size: Optional[int]) -> Tensor:
         alpha = self._logits(h_i, h_j, a_i, a_j, raw_i, raw_j, edge_attr)
         if logit_mask is not None:  # -inf on replaced self loops
             alpha = alpha + logit_mask.to(alpha.dtype).unsqueeze(-1)
-        alpha = softmax(alpha, index, ptr, size_i)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        alpha = softmax(alpha, index, ptr, dim_size)
+        return F.dropout(alpha, p=self.dropout, training=self.training)
+
+    def message(self, h_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * h_j
 
     def __repr__(self) -> str:

@@ -11,14 +11,29 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset, zeros
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTensor
 from torch_geometric.utils import add_self_loops as add_self_loops_fn
-from torch_geometric.utils import (is_torch_sparse_tensor, scatter, spmm, to_torch_coo_tensor,
+from torch_geometric.utils import (is_torch_sparse_tensor, scatter, to_torch_coo_tensor,
                                    to_torch_csr_tensor)
 
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
-                                                  check_module, combine_update)
+                                                  check_graph_input, check_module,
+                                                  check_module_input, check_size,
+                                                  combine_update, spmm_nodes)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
+from gdl_pyg.utils import check_channels, check_edge_index
 
 __all__ = ["ConvolutionalConv", "static_gcn_norm", "gcn_adjacency"]
+
+
+def _check_edge_weight(owner: str, edge_index: Tensor, edge_weight: OptTensor) -> None:
+    if edge_weight is None:
+        return
+    if not isinstance(edge_weight, Tensor):
+        raise TypeError(f"'{owner}' expected 'edge_weight' to be a torch.Tensor or None "
+                        f"(got {type(edge_weight).__name__})")
+    if edge_weight.dim() != 1 or edge_weight.size(0) != edge_index.size(1):
+        raise ValueError(f"'{owner}' expected 'edge_weight' of shape [{edge_index.size(1)}] "
+                         f"(one weight per edge of an edge_index of shape "
+                         f"{list(edge_index.shape)}), got shape {list(edge_weight.shape)}")
 
 
 def static_gcn_norm(edge_index: Tensor, edge_weight: OptTensor, num_nodes: int,
@@ -39,6 +54,15 @@ def static_gcn_norm(edge_index: Tensor, edge_weight: OptTensor, num_nodes: int,
     :obj:`(edge_index, edge_weight)` with :math:`E + N` edges when
     :obj:`add_self_loops`.
     """
+    check_edge_index(edge_index, num_nodes, "static_gcn_norm")
+    _check_edge_weight("static_gcn_norm", edge_index, edge_weight)
+    return _static_gcn_norm(edge_index, edge_weight, num_nodes, improved, add_self_loops,
+                            flow, dtype)
+
+
+def _static_gcn_norm(edge_index: Tensor, edge_weight: OptTensor, num_nodes: int,
+                     improved: bool, add_self_loops: bool, flow: str,
+                     dtype: Optional[torch.dtype]) -> Tuple[Tensor, Tensor]:
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
     row, col = edge_index[0], edge_index[1]
@@ -86,13 +110,19 @@ def gcn_adjacency(edge_index: Tensor, edge_weight: OptTensor = None,
     if layout not in (torch.sparse_csr, torch.sparse_coo):
         raise ValueError(f"'gcn_adjacency' expected layout torch.sparse_csr or "
                          f"torch.sparse_coo (got {layout})")
-    N = int(edge_index.max()) + 1 if num_nodes is None else num_nodes
+    check_edge_index(edge_index, num_nodes, "gcn_adjacency")
+    _check_edge_weight("gcn_adjacency", edge_index, edge_weight)
+    if num_nodes is None:
+        N = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
+        check_edge_index(edge_index, N, "gcn_adjacency")  # negative indices
+    else:
+        N = num_nodes
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), device=edge_index.device,
                                  dtype=dtype or torch.get_default_dtype())
     if normalize:
-        edge_index, edge_weight = static_gcn_norm(edge_index, edge_weight, N, improved,
-                                                  add_self_loops)
+        edge_index, edge_weight = _static_gcn_norm(edge_index, edge_weight, N, improved,
+                                                   add_self_loops, "source_to_target", None)
     elif add_self_loops:
         edge_index, edge_weight = add_self_loops_fn(edge_index, edge_weight,
                                                     fill_value=2. if improved else 1.,
@@ -162,14 +192,27 @@ class ConvolutionalConv(MessagePassing):
         **kwargs (optional): additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
+    Like :class:`~torch_geometric.nn.conv.GCNConv`, the layer accepts PyG's
+    static-graph layout: node features :math:`(B, |\mathcal{V}|, F_{in})`
+    (:math:`B` signals on one graph, :obj:`edge_index` over
+    :math:`|\mathcal{V}|` nodes) give :math:`(B, |\mathcal{V}|, F_{out})`,
+    also for sparse adjacency input (one sparse product on a
+    :math:`(|\mathcal{V}|, B F_{in})` view; PyG's :obj:`spmm` rejects 3-D
+    input). Other ranks, an :obj:`edge_index` that is not :math:`(2,
+    |\mathcal{E}|)` integers within the node range, and node features of
+    another width than :obj:`in_channels` raise a :class:`ValueError` (see
+    :mod:`gdl_pyg.utils` for when the range check runs).
+
     Shapes:
         - **input:**
-          node features :math:`(|\mathcal{V}|, F_{in})` or
+          node features :math:`(|\mathcal{V}|, F_{in})`,
+          :math:`(B, |\mathcal{V}|, F_{in})` (static graph) or
           :math:`((|\mathcal{V_s}|, F_{s}), (|\mathcal{V_t}|, F_{t}))` if bipartite,
           edge indices :math:`(2, |\mathcal{E}|)` or sparse adjacency
           :math:`(|\mathcal{V_t}|, |\mathcal{V_s}|)`,
           edge weights :math:`(|\mathcal{E}|)` *(optional)*
-        - **output:** node features :math:`(|\mathcal{V}_t|, F_{out})`
+        - **output:** node features :math:`(|\mathcal{V}_t|, F_{out})` or
+          :math:`(B, |\mathcal{V}|, F_{out})` (static graph)
     """
     #: The symmetry group of the layer.
     group_name = "Permutations"
@@ -201,6 +244,7 @@ class ConvolutionalConv(MessagePassing):
         self.cached = cached
         self._cached_edge_index: Optional[Tuple[Tensor, OptTensor]] = None
         self._cached_adj_t = None
+        self._default_psi = psi is None
         if psi is None:
             src = in_channels if isinstance(in_channels, int) else in_channels[0]
             psi = Linear(src, out_channels, bias=False, weight_initializer="glorot")
@@ -230,9 +274,9 @@ class ConvolutionalConv(MessagePassing):
                 if cache is not None:
                     return cache
             if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
-                edge_index, edge_weight = static_gcn_norm(edge_index, edge_weight, num_nodes,
-                                                          self.improved, self.add_self_loops,
-                                                          self.flow, dtype)
+                edge_index, edge_weight = _static_gcn_norm(edge_index, edge_weight, num_nodes,
+                                                           self.improved, self.add_self_loops,
+                                                           self.flow, dtype)
             else:
                 normed = gcn_norm(edge_index, edge_weight, num_nodes, self.improved,
                                   self.add_self_loops, self.flow, dtype)
@@ -258,33 +302,47 @@ class ConvolutionalConv(MessagePassing):
 
     def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
                 edge_weight: OptTensor = None, size: Size = None) -> Tensor:
+        name = type(self).__name__
+        size = check_size(name, size)
         x_src, x_dst = _pair(x)
         bipartite = not isinstance(x, Tensor)
         if bipartite and (self.normalize or self.add_self_loops):
-            raise ValueError(f"'{type(self).__name__}' received a pair of node features "
+            raise ValueError(f"'{name}' received a pair of node features "
                              f"(bipartite graph) but 'normalize' or 'add_self_loops' is set; "
                              f"these need a square adjacency: construct it with "
                              f"normalize=False, add_self_loops=False")
+        # 2-D node features, or PyG's static-graph layout [B, N, F] (one graph, B signals)
+        check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims=(2, 3))
+        if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
+            _check_edge_weight(name, edge_index, edge_weight)
+        if self._default_psi:
+            check_channels(x_src, self.psi.in_channels, name, "x[0]" if bipartite else "x")
+        else:
+            check_module_input(name, "psi", self.psi, x_src.size(-1), "the source features")
         if is_torch_sparse_tensor(edge_index) and edge_index.dtype != x_src.dtype:
             edge_index = edge_index.to(x_src.dtype)  # e.g. a float32 pattern of ones
-        edge_index, edge_weight = self._coefficients(edge_index, edge_weight, x_src.size(0),
-                                                     x_src.dtype)
+        edge_index, edge_weight = self._coefficients(edge_index, edge_weight,
+                                                     x_src.size(self.node_dim), x_src.dtype)
         h = self.psi(x_src)
         if size is None and bipartite and x_dst is not None and isinstance(edge_index, Tensor) \
                 and not is_torch_sparse_tensor(edge_index):
-            size = (x_src.size(0), x_dst.size(0))
+            size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
         out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
         if self.bias is not None:
             out = out + self.bias
         out = combine_update(self.combine, x_dst, out)
-        return out if self.phi is None else self.phi(out)
+        if self.phi is None:
+            return out
+        check_module_input(name, "phi", self.phi, out.size(-1),
+                           f"the combination '{self.combine}' of x and the aggregation")
+        return self.phi(out)
 
     def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
-        # sparse adjacency: one sparse-dense matrix product
-        return spmm(adj_t, x, reduce=self.aggr)
+        # sparse adjacency: one sparse-dense matrix product (also for [B, N, F])
+        return spmm_nodes(adj_t, x, self.aggr, self.node_dim)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "

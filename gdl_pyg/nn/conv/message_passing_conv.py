@@ -4,6 +4,7 @@ sec. 5.3): :math:`h_u = \phi(x_u, \bigoplus_{v \in \mathcal{N}_u} \psi(x_u, x_v,
 This module also holds the small helpers shared by the three GNN flavours
 (:func:`combine_update`, :func:`check_module`).
 """
+import sys
 from typing import Optional, Tuple, Union
 
 import torch
@@ -15,6 +16,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTe
 from torch_geometric.utils import is_torch_sparse_tensor, spmm, to_edge_index
 
 from gdl_pyg.typing import WITH_TORCH_SPARSE
+from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["MessagePassingConv", "combine_update", "check_module"]
 
@@ -59,10 +61,111 @@ def combine_update(mode: str, x_dst: OptTensor, m: Tensor,
 def _pair(x: Union[Tensor, OptPairTensor]) -> Tuple[Tensor, OptTensor]:
     if isinstance(x, Tensor):
         return x, x
-    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], Tensor):
+    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], Tensor) \
+            and (x[1] is None or isinstance(x[1], Tensor)):
         return x[0], x[1]
     raise TypeError(f"Expected 'x' to be a Tensor or a pair (x_src, x_dst) of Tensors "
                     f"(got {type(x).__name__})")
+
+
+def spmm_nodes(adj_t: Adj, x: Tensor, reduce: str = "sum", node_dim: int = -2) -> Tensor:
+    r""":func:`torch_geometric.utils.spmm` over the node dimension
+    :obj:`node_dim` of :obj:`x` of any rank, e.g. PyG's static-graph layout
+    :math:`(B, |\mathcal{V}|, F)`, as one sparse product on an
+    :math:`(|\mathcal{V}|, B F)` view (PyG's own :obj:`spmm` takes matrices
+    only)."""
+    if x.dim() == 2 and node_dim in (0, -2):
+        return spmm(adj_t, x, reduce=reduce)
+    xt = x.movedim(node_dim, 0)
+    out = spmm(adj_t, xt.reshape(xt.size(0), -1), reduce=reduce)
+    return out.view((out.size(0), ) + xt.shape[1:]).movedim(0, node_dim)
+
+
+def module_in_channels(module: Optional[torch.nn.Module]) -> Optional[int]:
+    r"""The input width of :obj:`module` when it can be read off its first
+    layer (:class:`torch.nn.Linear`, PyG's :class:`Linear` or :class:`MLP`, or
+    a :class:`torch.nn.Sequential` starting with one of these), else
+    :obj:`None` (also for lazy layers that have not seen an input yet)."""
+    while isinstance(module, torch.nn.Sequential) and len(module) > 0:
+        module = module[0]
+    if isinstance(module, torch.nn.Linear):
+        width = module.in_features
+    elif isinstance(module, Linear):
+        width = module.in_channels
+    elif type(module).__name__ == "MLP" and hasattr(module, "lins") and len(module.lins) > 0:
+        return module_in_channels(module.lins[0])
+    else:
+        return None
+    return width if isinstance(width, int) and width > 0 else None
+
+
+def check_module_input(owner: str, name: str, module: Optional[torch.nn.Module], width: int,
+                       what: str) -> None:
+    r"""Raises a :class:`ValueError` naming :obj:`owner`, the module and both
+    widths when :obj:`module` (whose input width :func:`module_in_channels`
+    reads) would be fed :obj:`width` channels made of :obj:`what`, instead of
+    :class:`torch.nn.Linear`'s ``mat1 and mat2 shapes cannot be multiplied``."""
+    expected = module_in_channels(module)
+    if expected is not None and expected != width:
+        raise ValueError(f"'{owner}' feeds '{name}' with {width} channels ({what}) but "
+                         f"'{name}' expects {expected}; build '{name}' with {width} input "
+                         f"channels or fix the input widths")
+
+
+def check_size(owner: str, size) -> Optional[Tuple[int, int]]:
+    r"""Returns :obj:`size` as a pair of (optional) ints, or raises a
+    :class:`TypeError` naming what came in."""
+    if size is None:
+        return None
+    if isinstance(size, (tuple, list, torch.Size)) and len(size) == 2 and all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 0)
+            for s in size):
+        return (size[0], size[1])
+    raise TypeError(f"'{owner}' expected 'size' to be None or a pair (num_src_nodes, "
+                    f"num_dst_nodes) of non-negative ints (got {size!r})")
+
+
+def check_graph_input(owner: str, x_src: Tensor, x_dst: OptTensor, edge_index,
+                      node_dim: int, size: Optional[Tuple[int, int]] = None,
+                      dims=(2, 3)) -> None:
+    r"""The checks every GNN flavour runs on its input: node features of a
+    rank in :obj:`dims` (a 3-D :obj:`x` is PyG's static-graph layout
+    :math:`(B, |\mathcal{V}|, F)`), source and target features of the same
+    rank, and :obj:`edge_index` of shape :obj:`[2, E]` whose indices lie in
+    the source and target node ranges (see :func:`gdl_pyg.utils.check_edge_index`
+    for when the range check runs)."""
+    check_features(x_src, owner, "x" if x_dst is x_src else "x[0]", dims)
+    if x_dst is not None and x_dst is not x_src:
+        check_features(x_dst, owner, "x[1]", dims)
+        if x_dst.dim() != x_src.dim():
+            raise ValueError(f"'{owner}' expected source and target node features of the "
+                             f"same rank (got shapes {list(x_src.shape)} and "
+                             f"{list(x_dst.shape)})")
+    num_src = x_src.size(node_dim)
+    num_dst = x_dst.size(node_dim) if x_dst is not None else None
+    if size is not None:
+        num_src = size[0] if size[0] is not None else num_src
+        num_dst = size[1] if size[1] is not None else num_dst
+    # an unknown number of targets (x=(x_src, None) without 'size') is inferred
+    # by PyG from edge_index itself: there is nothing to check it against
+    check_edge_index(edge_index, num_src, owner,
+                     num_dst_nodes=num_dst if num_dst is not None else sys.maxsize)
+
+
+def check_edge_features(owner: str, edge_index, edge_attr: OptTensor,
+                        name: str = "edge_attr") -> None:
+    r"""Raises a :class:`ValueError` unless :obj:`edge_attr` has one row per
+    column of a dense :obj:`edge_index`."""
+    if edge_attr is None or not isinstance(edge_index, Tensor) \
+            or is_torch_sparse_tensor(edge_index):
+        return
+    if not isinstance(edge_attr, Tensor):
+        raise TypeError(f"'{owner}' expected '{name}' to be a torch.Tensor or None "
+                        f"(got {type(edge_attr).__name__})")
+    if edge_attr.dim() == 0 or edge_attr.size(0) != edge_index.size(1):
+        raise ValueError(f"'{owner}' expected '{name}' with one row per edge, shape "
+                         f"[{edge_index.size(1)}, ...] for an edge_index of shape "
+                         f"{list(edge_index.shape)} (got shape {list(edge_attr.shape)})")
 
 
 class MessagePassingConv(MessagePassing):
@@ -126,9 +229,18 @@ class MessagePassingConv(MessagePassing):
         **kwargs (optional): additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
+    Like :class:`~torch_geometric.nn.conv.GINConv`, :obj:`forward(x,
+    edge_index, size)` takes the size positionally (a tuple in the place of
+    :obj:`edge_attr` is a size), and PyG's static-graph layout
+    :math:`(B, |\mathcal{V}|, F)` works (edge features are shared by the
+    :math:`B` signals). Other ranks, a malformed :obj:`edge_index` and
+    widths that do not fit :obj:`in_channels`, :obj:`psi` or :obj:`phi`
+    raise a :class:`ValueError` naming both widths.
+
     Shapes:
         - **input:**
-          node features :math:`(|\mathcal{V}|, F_{in})` or
+          node features :math:`(|\mathcal{V}|, F_{in})`,
+          :math:`(B, |\mathcal{V}|, F_{in})` (static graph) or
           :math:`((|\mathcal{V_s}|, F_{s}), (|\mathcal{V_t}|, F_{t}))`
           if bipartite,
           edge indices :math:`(2, |\mathcal{E}|)` or sparse adjacency
@@ -185,8 +297,40 @@ class MessagePassingConv(MessagePassing):
         self.eps.data.fill_(self.initial_eps)
 
     def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
-                edge_attr: OptTensor = None, size: Size = None) -> Tensor:
+                edge_attr: Union[OptTensor, Size] = None, size: Size = None) -> Tensor:
+        r"""Runs the forward pass of the module.
+
+        Args:
+            x (torch.Tensor or (torch.Tensor, torch.Tensor)): node features
+                :math:`(|\mathcal{V}|, F)`, PyG's static-graph layout
+                :math:`(B, |\mathcal{V}|, F)` (one graph, :math:`B` signals),
+                or a pair (source, target) for bipartite graphs.
+            edge_index (torch.Tensor or SparseTensor): edge indices
+                :math:`(2, |\mathcal{E}|)` or sparse adjacency :obj:`adj_t`.
+            edge_attr (torch.Tensor, optional): edge features
+                :math:`(|\mathcal{E}|, D)`. A pair of ints in this position
+                is read as :obj:`size`, so that GINConv's positional
+                :obj:`forward(x, edge_index, size)` works unchanged.
+                (default: :obj:`None`)
+            size ((int, int), optional): the shape of the adjacency.
+                (default: :obj:`None`)
+        """
+        name = type(self).__name__
+        if isinstance(edge_attr, (tuple, list, torch.Size)):
+            # GINConv.forward(x, edge_index, size): a tuple is never an edge feature
+            if size is not None:
+                raise TypeError(f"'{name}' received a tuple {tuple(edge_attr)!r} as "
+                                f"'edge_attr' and also 'size={size!r}'; pass the edge "
+                                f"features as a Tensor (edge_attr=...) and the size once")
+            edge_attr, size = None, edge_attr
+        size = check_size(name, size)
         x_src, x_dst = _pair(x)
+        if self.node_dim == -2:  # nodes in the second-last dimension, PyG's default
+            dims = (2, 3)
+        else:
+            dims = tuple(range(abs(self.node_dim) + int(self.node_dim >= 0), 9))
+        check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims)
+        check_edge_features(name, edge_index, edge_attr)
         if edge_attr is None and WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor):
             edge_attr = edge_index.storage.value()
             if edge_attr is not None and edge_attr.dim() == 1:
@@ -194,9 +338,24 @@ class MessagePassingConv(MessagePassing):
         elif edge_attr is None and is_torch_sparse_tensor(edge_index):
             values = edge_index.values()
             edge_attr = values if values.dim() > 1 else None
+        edge_width = 0 if edge_attr is None else (1 if edge_attr.dim() == 1
+                                                  else edge_attr.size(-1))
+        if self.psi is None and self.lin_edge is not None and edge_attr is not None:
+            check_channels(x_src, self.in_channels, name, "x")
+            if edge_attr.dim() > 1:
+                check_channels(edge_attr, self.edge_dim, name, "edge_attr")
+        elif self.psi is not None and self.message_input != "args" and x_dst is not None:
+            width = x_dst.size(-1) + x_src.size(-1) + edge_width
+            what = (f"x_i {x_dst.size(-1)} + x_j {x_src.size(-1)}"
+                    + (f" + edge_attr {edge_width}" if edge_width else ""))
+            check_module_input(name, "psi", self.psi, width, what)
         out = self.propagate(edge_index, x=(x_src, x_dst), edge_attr=edge_attr, size=size)
         out = combine_update(self.combine, x_dst, out, self.eps)
-        return out if self.phi is None else self.phi(out)
+        if self.phi is None:
+            return out
+        check_module_input(name, "phi", self.phi, out.size(-1),
+                           f"the combination '{self.combine}' of x and the messages")
+        return self.phi(out)
 
     def message(self, x_i: OptTensor, x_j: Tensor, edge_attr: OptTensor) -> Tensor:
         if self.psi is None:
@@ -219,7 +378,10 @@ class MessagePassingConv(MessagePassing):
         second = x_j - x_i if self.message_input == "diff" else x_j
         parts = [x_i, second]
         if edge_attr is not None:
-            parts.append(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+            edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+            if edge_attr.dim() < x_j.dim():  # static graph: the same edges for every signal
+                edge_attr = edge_attr.expand(x_j.shape[:-2] + edge_attr.shape)
+            parts.append(edge_attr)
         return self.psi(torch.cat(parts, dim=-1))
 
     def message_and_aggregate(self, adj_t: Adj, x: OptPairTensor,
@@ -231,14 +393,14 @@ class MessagePassingConv(MessagePassing):
                 row, col = adj_t.storage.row(), adj_t.storage.col()
             else:
                 (row, col), _ = to_edge_index(adj_t)
-            msg = self.message(None, x_src.index_select(0, col), edge_attr)
+            msg = self.message(None, x_src.index_select(self.node_dim, col), edge_attr)
             return self.aggregate(msg, row, dim_size=adj_t.size(0))
         if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
             adj_t = adj_t.set_value(None, layout=None)
         elif is_torch_sparse_tensor(adj_t):
             # the message ignores edge weights: use the pattern only
             adj_t = _ones_like_sparse(adj_t, x_src.dtype)
-        return spmm(adj_t, x_src, reduce=self.aggr)
+        return spmm_nodes(adj_t, x_src, self.aggr, self.node_dim)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(psi={self.psi}, phi={self.phi}, aggr={self.aggr}, "

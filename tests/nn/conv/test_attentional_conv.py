@@ -183,3 +183,202 @@ def test_compile_no_graph_breaks():
     explain = torch._dynamo.explain(conv)(data.x, data.edge_index, data.edge_attr)
     assert explain.graph_break_count == 0, explain.break_reasons
     assert explain.graph_count == 1 and not explain.break_reasons
+
+
+# --- issue 9: static graphs, return_attention_weights, residual, validation -------------
+
+def copy_gatv2(conv, ref):
+    with torch.no_grad():
+        ref.bias.normal_()
+        conv.psi.load_state_dict(ref.lin_l.state_dict())
+        conv.lin_dst.load_state_dict(ref.lin_r.state_dict())
+        if ref.lin_edge is not None:
+            conv.lin_edge.load_state_dict(ref.lin_edge.state_dict())
+        conv.att.copy_(ref.att)
+        conv.bias.copy_(ref.bias)
+
+
+def copy_res(conv, ref):
+    with torch.no_grad():
+        conv.res.weight.copy_(ref.res.weight)
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 8), (3, 12, 8)])
+def test_static_graph_rejected_like_gatconv(shape):
+    data = random_graph()
+    x = torch.randn(shape, dtype=torch.float64)
+    with pytest.raises(AssertionError, match="Static graphs not supported"):
+        GATConv(8, 5).double()(x, data.edge_index)  # PyG rejects them too
+    for conv in (AttentionalConv(8, 5), AttentionalConv(8, 5, v2=True)):
+        with pytest.raises(ValueError, match="'AttentionalConv' does not support static "
+                                             r"graphs .*got \[" + str(shape[0])):
+            conv.double()(x, data.edge_index)
+    conv = AttentionalConv((8, 8), 5, add_self_loops=False).double()
+    with pytest.raises(ValueError, match="does not support static graphs"):
+        conv((x, data.x), data.edge_index)
+    with pytest.raises(ValueError, match="does not support static graphs"):
+        conv((data.x, x), data.edge_index)
+
+
+@pytest.mark.parametrize("shape", [(8, ), (2, 2, 12, 8), ()])
+def test_other_ranks_rejected(shape):
+    data = random_graph()
+    with pytest.raises(ValueError, match="'AttentionalConv' expected 'x' to be 2-D"):
+        AttentionalConv(8, 5).double()(torch.randn(shape, dtype=torch.float64),
+                                       data.edge_index)
+
+
+@pytest.mark.parametrize("v2,heads,edge_dim,loops,add_loops", [
+    (False, 1, None, False, True), (False, 3, 3, True, True), (False, 2, None, True, False),
+    (True, 2, None, True, True), (True, 3, 3, False, True)])
+def test_return_attention_weights_equal_pyg(v2, heads, edge_dim, loops, add_loops):
+    data = random_graph(loops=loops)
+    Ref = GATv2Conv if v2 else GATConv
+    ref = Ref(8, 5, heads=heads, edge_dim=edge_dim, add_self_loops=add_loops).double()
+    conv = AttentionalConv(8, 5, heads=heads, edge_dim=edge_dim, add_self_loops=add_loops,
+                           v2=v2).double()
+    (copy_gatv2 if v2 else copy_gat)(conv, ref)
+    e = data.edge_attr if edge_dim else None
+    out_ref, (ei_ref, alpha_ref) = ref(data.x, data.edge_index, e,
+                                       return_attention_weights=True)
+    out, (ei, alpha) = conv(data.x, data.edge_index, e, return_attention_weights=True)
+    assert torch.equal(ei, ei_ref)  # the same edges, self loops included, in PyG's order
+    assert alpha.shape == alpha_ref.shape == (ei.size(1), heads)
+    assert (alpha - alpha_ref).abs().max() < 1e-12
+    assert (out - out_ref).abs().max() < 1e-10
+    # without the flag (None or False, as in PyG's code) only the output comes back
+    assert torch.equal(conv(data.x, data.edge_index, e), out)
+    assert torch.equal(conv(data.x, data.edge_index, e, return_attention_weights=False), out)
+    assert isinstance(ref(data.x, data.edge_index, e, return_attention_weights=False),
+                      torch.Tensor)
+
+
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("to_sparse", [to_torch_csr_tensor, to_torch_coo_tensor])
+def test_return_attention_weights_sparse_equal_pyg(v2, to_sparse):
+    data = random_graph(loops=True)
+    N = data.num_nodes
+    ref = (GATv2Conv if v2 else GATConv)(8, 5, heads=2).double()
+    conv = AttentionalConv(8, 5, heads=2, v2=v2).double()
+    (copy_gatv2 if v2 else copy_gat)(conv, ref)
+    adj_t = to_sparse(data.edge_index.flip(0), size=(N, N))
+    out_ref, (adj_ref, alpha_ref) = ref(data.x, adj_t, return_attention_weights=True)
+    out, (adj, alpha) = conv(data.x, adj_t, return_attention_weights=True)
+    assert (out - out_ref).abs().max() < 1e-10
+    assert adj.layout == adj_ref.layout and adj.shape == adj_ref.shape == (N, N, 2)
+    assert (alpha - alpha_ref).abs().max() < 1e-12
+    assert (adj.to_dense() - adj_ref.to_dense()).abs().max() < 1e-12
+    # the same weights as for edge_index input, self loops included
+    _, (ei, alpha_ei) = conv(data.x, data.edge_index, return_attention_weights=True)
+    dense = torch.zeros(N, N, 2, dtype=torch.float64)
+    dense[ei[1], ei[0]] = alpha_ei
+    assert (adj.to_dense() - dense).abs().max() < 1e-12
+
+
+@with_package("torch_sparse")
+def test_return_attention_weights_sparse_tensor_equal_pyg():
+    from torch_sparse import SparseTensor
+    data = random_graph()
+    N = data.num_nodes
+    ref = GATConv(8, 5, heads=2).double()
+    conv = AttentionalConv(8, 5, heads=2).double()
+    copy_gat(conv, ref)
+    adj_t = SparseTensor.from_edge_index(data.edge_index, sparse_sizes=(N, N)).t()
+    out_ref, adj_ref = ref(data.x, adj_t, return_attention_weights=True)
+    out, adj = conv(data.x, adj_t, return_attention_weights=True)
+    assert isinstance(adj, SparseTensor) and adj.sizes() == adj_ref.sizes() == [N, N, 2]
+    assert (out - out_ref).abs().max() < 1e-10
+    assert torch.equal(adj.storage.row(), adj_ref.storage.row())
+    assert torch.equal(adj.storage.col(), adj_ref.storage.col())
+    assert (adj.storage.value() - adj_ref.storage.value()).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("v2,concat,edge_dim", [
+    (False, True, None), (False, False, 3), (True, True, 3), (True, False, None)])
+def test_residual_equals_pyg(v2, concat, edge_dim):
+    data = random_graph(loops=True)
+    Ref = GATv2Conv if v2 else GATConv
+    ref = Ref(8, 5, heads=3, concat=concat, edge_dim=edge_dim, residual=True).double()
+    conv = AttentionalConv(8, 5, heads=3, concat=concat, edge_dim=edge_dim, v2=v2,
+                           residual=True).double()
+    (copy_gatv2 if v2 else copy_gat)(conv, ref)
+    copy_res(conv, ref)
+    assert conv.res.weight.shape == (15 if concat else 5, 8)
+    e = data.edge_attr if edge_dim else None
+    expected, (_, alpha_ref) = ref(data.x, data.edge_index, e, return_attention_weights=True)
+    out, (_, alpha) = conv(data.x, data.edge_index, e, return_attention_weights=True)
+    assert (out - expected).abs().max() < 1e-10
+    assert (alpha - alpha_ref).abs().max() < 1e-12
+    before = conv.res.weight.clone()
+    conv.reset_parameters()
+    assert not torch.equal(before, conv.res.weight)
+
+
+def test_residual_bipartite_equals_pyg():
+    gen = torch.Generator().manual_seed(3)
+    x_src = torch.randn(10, 8, generator=gen, dtype=torch.float64)
+    x_dst = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    edge_index = torch.unique(torch.stack([torch.randint(0, 10, (30, ), generator=gen),
+                                           torch.randint(0, 6, (30, ), generator=gen)]), dim=1)
+    ref = GATConv((8, 4), 5, heads=2, residual=True).double()
+    conv = AttentionalConv((8, 4), 5, heads=2, residual=True).double()
+    copy_gat(conv, ref)
+    copy_res(conv, ref)
+    expected = ref((x_src, x_dst), edge_index)
+    assert expected.shape == (6, 10)
+    assert (conv((x_src, x_dst), edge_index) - expected).abs().max() < 1e-10
+    # no target features: no residual, as in PyG
+    expected = ref((x_src, None), edge_index, size=(10, 6))
+    assert (conv((x_src, None), edge_index, size=(10, 6)) - expected).abs().max() < 1e-10
+
+
+def test_residual_permutation_equivariance():
+    conv = AttentionalConv(8, 5, heads=2, edge_dim=3, residual=True)
+    for data in (random_graph(loops=True), batched()):
+        assert_equivariant(conv, data, Permutations())
+
+
+BAD_EDGE_INDEX = [
+    (lambda ei: ei.t().contiguous(), "looks transposed, pass edge_index.t()"),
+    (lambda ei: torch.cat([ei, ei[:1]]), r"size 2 in the first dimension"),
+    (lambda ei: ei.double(), "integer type"),
+    (lambda ei: torch.cat([ei, torch.tensor([[0], [12]])], 1), "index 12 .* only 12 nodes"),
+    (lambda ei: torch.cat([ei, torch.tensor([[-3], [1]])], 1), "negative index"),
+]
+
+
+@pytest.mark.parametrize("make,match", BAD_EDGE_INDEX)
+def test_bad_edge_index_rejected(make, match):
+    data = random_graph(num_edges=24)
+    edge_index = make(data.edge_index)
+    for conv in (AttentionalConv(8, 5), AttentionalConv(8, 5, add_self_loops=False, v2=True)):
+        with pytest.raises(ValueError, match="'AttentionalConv' .*" + match):
+            conv.double()(data.x, edge_index)
+
+
+def test_channel_and_edge_feature_mismatch():
+    data = random_graph()
+    with pytest.raises(ValueError, match="'AttentionalConv' expected 'x' with 8 channels .*"
+                                         "got 7"):
+        AttentionalConv(8, 5).double()(data.x[:, :7], data.edge_index)
+    with pytest.raises(ValueError, match="expected 'x\\[1\\]' with 4 channels .*got 8"):
+        conv = AttentionalConv((8, 4), 5, add_self_loops=False).double()
+        conv((data.x, data.x), data.edge_index)
+    with pytest.raises(ValueError, match="expected 'edge_attr' with 3 channels .*got 2"):
+        AttentionalConv(8, 5, edge_dim=3).double()(data.x, data.edge_index,
+                                                   data.edge_attr[:, :2])
+    with pytest.raises(ValueError, match=r"'edge_attr' with one row per edge.*got shape \[5, 3\]"):
+        AttentionalConv(8, 5, edge_dim=3).double()(data.x, data.edge_index, data.edge_attr[:5])
+    with pytest.raises(ValueError, match="feeds 'phi' with 5 channels .* expects 6"):
+        AttentionalConv(8, 5, phi=torch.nn.Linear(6, 2)).double()(data.x, data.edge_index)
+    # lazy in_channels=-1 still works, with a residual too
+    conv = AttentionalConv(-1, 5, heads=2, residual=True).double()
+    assert conv(data.x, data.edge_index).shape == (12, 10)
+
+
+def test_compile_residual_no_graph_breaks():
+    data = random_graph(dtype=torch.float32, loops=True)
+    conv = AttentionalConv(8, 5, heads=2, v2=True, residual=True)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(data.x, data.edge_index)
+    assert explain.graph_break_count == 0, explain.break_reasons

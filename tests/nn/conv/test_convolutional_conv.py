@@ -5,7 +5,7 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
 from gdl_pyg.groups import Permutations
-from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency
+from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency, static_gcn_norm
 from gdl_pyg.testing import assert_equivariant, with_package
 
 
@@ -188,3 +188,125 @@ def test_compile_sparse_path_no_graph_breaks():
     assert explain.graph_break_count == 0, explain.break_reasons
     assert explain.graph_count == 1 and not explain.break_reasons
 
+
+# --- issue 9: PyG's static-graph layout, input validation -------------------------------
+
+STATIC_EDGES = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])  # PyG's test graph
+
+
+@pytest.mark.parametrize("B,N", [(3, 4), (4, 4), (2, 7), (1, 5)])
+@pytest.mark.parametrize("normalize,improved", [(True, False), (True, True), (False, False)])
+def test_static_graph_equals_gcnconv(B, N, normalize, improved):
+    gen = torch.Generator().manual_seed(B * 10 + N)
+    x = torch.randn(B, N, 16, generator=gen, dtype=torch.float64)
+    edge_index = STATIC_EDGES if N == 4 else random_graph(N, 3 * N, seed=N).edge_index
+    w = torch.rand(edge_index.size(1), generator=gen, dtype=torch.float64) + 0.1
+    ref = GCNConv(16, 32, normalize=normalize, improved=improved,
+                  add_self_loops=normalize).double()
+    conv = ConvolutionalConv(16, 32, normalize=normalize, improved=improved,
+                             add_self_loops=normalize).double()
+    copy_from(conv, ref)
+    expected = ref(x, edge_index, w)
+    assert expected.shape == (B, N, 32)
+    out = conv(x, edge_index, w)
+    assert out.shape == (B, N, 32)
+    assert (out - expected).abs().max() < 1e-10
+    for b in range(B):  # each signal on its own is the 2-D layer
+        assert (out[b] - conv(x[b], edge_index, w)).abs().max() < 1e-10
+    # sparse adjacency (PyG's spmm takes matrices only; ours views [B, N, F] as [N, B F])
+    adj_t = to_torch_csr_tensor(edge_index.flip(0), w, size=(N, N))
+    assert (conv(x, adj_t) - expected).abs().max() < 1e-10
+
+
+def test_static_graph_phi_cat_and_cached():
+    x = torch.randn(3, 4, 16, dtype=torch.float64)
+    phi = torch.nn.Linear(16 + 32, 5).double()
+    conv = ConvolutionalConv(16, 32, phi=phi, combine="cat", cached=True).double()
+    out = conv(x, STATIC_EDGES)
+    assert out.shape == (3, 4, 5)
+    for b in range(3):
+        assert (out[b] - conv(x[b], STATIC_EDGES)).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(16, ), (2, 3, 4, 16), ()])
+def test_static_graph_other_ranks_rejected(shape):
+    conv = ConvolutionalConv(16, 32)
+    with pytest.raises(ValueError, match=r"'ConvolutionalConv' expected 'x' to be 2-D or 3-D"):
+        conv(torch.randn(shape), STATIC_EDGES)
+
+
+BAD_EDGE_INDEX = [
+    (STATIC_EDGES.t().contiguous(), "looks transposed, pass edge_index.t()"),
+    (torch.cat([STATIC_EDGES, STATIC_EDGES[:1]]), r"size 2 in the first dimension.*\[3, 6\]"),
+    (STATIC_EDGES.float(), "integer type"),
+    (STATIC_EDGES.flatten(), "two-dimensional"),
+    (torch.tensor([[0, 4], [1, 0]]), "index 4 .* only 4 nodes"),
+    (torch.tensor([[0, 1], [1, 4]]), "target .* index 4 .* only 4 nodes"),
+    (torch.tensor([[0, -1], [1, 0]]), "negative index"),
+]
+
+
+@pytest.mark.parametrize("edge_index,match", BAD_EDGE_INDEX)
+def test_bad_edge_index_rejected(edge_index, match):
+    x = torch.randn(4, 16)
+    for conv in (ConvolutionalConv(16, 32), ConvolutionalConv(16, 32, normalize=False)):
+        with pytest.raises(ValueError, match=match):
+            conv(x, edge_index)
+    with pytest.raises(ValueError, match=match):
+        conv(torch.randn(2, 4, 16), edge_index)  # static layout
+    if "only 4" not in match:  # gcn_adjacency infers N when it is not given
+        with pytest.raises(ValueError, match="'gcn_adjacency' " + ".*" + match):
+            gcn_adjacency(edge_index)
+    with pytest.raises(ValueError, match="'gcn_adjacency' " + ".*" + match):
+        gcn_adjacency(edge_index, num_nodes=4)
+    with pytest.raises(ValueError, match="'static_gcn_norm' " + ".*" + match):
+        static_gcn_norm(edge_index, None, 4)
+
+
+def test_bad_edge_index_type_and_edge_weight():
+    x = torch.randn(4, 16)
+    conv = ConvolutionalConv(16, 32)
+    with pytest.raises(TypeError, match=r"'edge_index' to be a torch.Tensor .*\(got list\)"):
+        conv(x, STATIC_EDGES.tolist())
+    with pytest.raises(ValueError, match=r"'edge_weight' of shape \[6\].*got shape \[5\]"):
+        conv(x, STATIC_EDGES, torch.ones(5))
+    with pytest.raises(ValueError, match=r"'edge_weight' of shape \[6\].*got shape \[6, 1\]"):
+        gcn_adjacency(STATIC_EDGES, torch.ones(6, 1))
+    with pytest.raises(TypeError, match="'size' to be None or a pair"):
+        plain = ConvolutionalConv(16, 32, normalize=False, add_self_loops=False)
+        plain(x, STATIC_EDGES, size=4)
+    # an empty graph needs no max() to size it
+    assert gcn_adjacency(torch.empty(2, 0, dtype=torch.long)).shape == (0, 0)
+
+
+def test_channel_mismatch_names_layer_and_widths():
+    x = torch.randn(4, 15)
+    with pytest.raises(ValueError, match="'ConvolutionalConv' expected 'x' with 16 channels "
+                                         ".*got 15.*in_channels=15"):
+        ConvolutionalConv(16, 32)(x, STATIC_EDGES)
+    with pytest.raises(ValueError, match="'ConvolutionalConv' expected 'x\\[0\\]' with 8"):
+        ConvolutionalConv((8, 4), 16, normalize=False, add_self_loops=False)(
+            (torch.randn(4, 9), torch.randn(4, 4)), STATIC_EDGES)
+    with pytest.raises(ValueError, match="feeds 'psi' with 15 channels .* expects 16"):
+        ConvolutionalConv(16, 32, psi=torch.nn.Sequential(torch.nn.Linear(16, 32)))(
+            x, STATIC_EDGES)
+    phi = torch.nn.Linear(20, 4)
+    with pytest.raises(ValueError, match="feeds 'phi' with 47 channels .* expects 20"):
+        ConvolutionalConv(15, 32, phi=phi, combine="cat")(x, STATIC_EDGES)
+    # lazy in_channels=-1 still works (like GCNConv(-1, 32)), and is checked once known
+    ref = GCNConv(-1, 32)
+    conv = ConvolutionalConv(-1, 32)
+    out = conv(x, STATIC_EDGES)
+    ref(x, STATIC_EDGES)
+    copy_from(conv, ref)
+    assert (conv(x, STATIC_EDGES) - ref(x, STATIC_EDGES)).abs().max() < 1e-5
+    assert out.shape == (4, 32)
+    with pytest.raises(ValueError, match="expected 'x' with 15 channels .*got 16"):
+        conv(torch.randn(4, 16), STATIC_EDGES)
+
+
+def test_compile_static_graph_no_graph_breaks():
+    conv = ConvolutionalConv(16, 32)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(torch.randn(3, 4, 16), STATIC_EDGES)
+    assert explain.graph_break_count == 0, explain.break_reasons

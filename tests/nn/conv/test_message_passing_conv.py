@@ -169,3 +169,120 @@ def test_compile_no_graph_breaks():
     explain = torch._dynamo.explain(conv)(data.x, data.edge_index, data.edge_attr)
     assert explain.graph_break_count == 0
     assert explain.graph_count == 1 and not explain.break_reasons
+
+
+# --- issue 9: GINConv's positional size, static graphs, validation ----------------------
+
+def test_gin_positional_size():
+    data = random_graph()
+    N = data.num_nodes
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn, eps=0.2)
+    conv = MessagePassingConv(phi=nn, eps=0.2)  # shares the weights of 'ref'
+    expected = ref(data.x, data.edge_index, (N, N))  # GINConv.forward(x, edge_index, size)
+    for size in ((N, N), [N, N], torch.Size([N, N])):
+        assert (conv(data.x, data.edge_index, size) - expected).abs().max() < 1e-10
+    assert (conv(data.x, data.edge_index, size=(N, N)) - expected).abs().max() < 1e-10
+    # bipartite, sizes from the tuple: 10 sources, 6 targets
+    gen = torch.Generator().manual_seed(2)
+    x_src = torch.randn(10, 8, generator=gen, dtype=torch.float64)
+    x_dst = torch.randn(6, 8, generator=gen, dtype=torch.float64)
+    ei = torch.stack([torch.randint(0, 10, (30, ), generator=gen),
+                      torch.randint(0, 6, (30, ), generator=gen)])
+    expected = ref((x_src, x_dst), ei, (10, 6))
+    assert expected.shape == (6, 8)
+    assert (conv((x_src, x_dst), ei, (10, 6)) - expected).abs().max() < 1e-10
+    expected = ref((x_src, None), ei, (10, 6))
+    assert (conv((x_src, None), ei, (10, 6)) - expected).abs().max() < 1e-10
+    # an edge_attr Tensor in that position still is edge features (GINEConv's order)
+    gine = GINEConv(nn, edge_dim=3).double()
+    conv = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8).double()
+    conv.lin_edge.load_state_dict(gine.lin.state_dict())
+    expected = gine(data.x, data.edge_index, data.edge_attr, (N, N))
+    assert (conv(data.x, data.edge_index, data.edge_attr, (N, N)) - expected).abs().max() \
+        < 1e-10
+    assert (conv(data.x, data.edge_index, data.edge_attr) - expected).abs().max() < 1e-10
+
+
+def test_bad_size():
+    data = random_graph()
+    conv = MessagePassingConv()
+    with pytest.raises(TypeError, match="as 'edge_attr' and also 'size="):
+        conv(data.x, data.edge_index, (12, 12), (12, 12))
+    for size in ((12, ), (12, 12, 1), (12.0, 12), 12, "12"):
+        with pytest.raises(TypeError, match="'MessagePassingConv' expected 'size' to be None "
+                                            "or a pair"):
+            conv(data.x, data.edge_index, size=size)
+    with pytest.raises(ValueError, match="index 11 .* only 5 nodes"):
+        conv(data.x, data.edge_index, (5, 5))  # a size smaller than the graph
+
+
+def test_static_graph_equals_gin_and_gine():
+    # PyG's test_static_gin_conv / test_static_gine_conv, with copied weights
+    x = torch.randn(3, 4, 16, dtype=torch.float64)
+    edge_index = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])
+    edge_attr = torch.randn(edge_index.size(1), 16, dtype=torch.float64)
+    nn = mlp(16, 32).double()
+    ref = GINConv(nn, train_eps=True)
+    conv = MessagePassingConv(phi=nn, train_eps=True)
+    expected = ref(x, edge_index)
+    assert expected.shape == (3, 4, 32)
+    assert (conv(x, edge_index) - expected).abs().max() < 1e-10
+    adj_t = to_torch_csr_tensor(edge_index.flip(0), size=(4, 4))  # PyG's spmm rejects 3-D x
+    assert (conv(x, adj_t) - expected).abs().max() < 1e-10
+    ref = GINEConv(nn, train_eps=True)
+    expected = ref(x, edge_index, edge_attr)
+    assert expected.shape == (3, 4, 32)
+    assert (conv(x, edge_index, edge_attr) - expected).abs().max() < 1e-10
+    adj_t = to_torch_coo_tensor(edge_index.flip(0), edge_attr, size=(4, 4))
+    assert (conv(x, adj_t) - expected).abs().max() < 1e-10
+    # a user message on [x_i || x_j || e_ij]: each signal on its own
+    conv = MessagePassingConv(psi=mlp(48, 8).double(), combine="cat", phi=mlp(24, 5).double())
+    out = conv(x, edge_index, edge_attr)
+    assert out.shape == (3, 4, 5)
+    for b in range(3):
+        assert (out[b] - conv(x[b], edge_index, edge_attr)).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(12, ), (2, 2, 12, 8), ()])
+def test_other_ranks_rejected(shape):
+    data = random_graph()
+    with pytest.raises(ValueError, match="'MessagePassingConv' expected 'x' to be 2-D or 3-D"):
+        MessagePassingConv()(torch.randn(shape, dtype=torch.float64), data.edge_index)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda ei: ei.t().contiguous(), "looks transposed, pass edge_index.t()"),
+    (lambda ei: torch.cat([ei, ei[:1]]), r"size 2 in the first dimension"),
+    (lambda ei: ei.float(), "integer type"),
+    (lambda ei: torch.cat([ei, torch.tensor([[12], [0]])], 1), "source .* index 12"),
+    (lambda ei: torch.cat([ei, torch.tensor([[-1], [0]])], 1), "negative index"),
+])
+def test_bad_edge_index_rejected(make, match):
+    data = random_graph(num_edges=24)
+    for conv in (MessagePassingConv(phi=mlp(8, 8).double()),
+                 MessagePassingConv(psi=mlp(16, 8).double(), message_input="diff")):
+        with pytest.raises(ValueError, match="'MessagePassingConv' .*" + match):
+            conv(data.x, make(data.edge_index))
+
+
+def test_channel_mismatch_names_layer_and_widths():
+    data = random_graph()
+    with pytest.raises(ValueError, match="'MessagePassingConv' feeds 'phi' with 8 channels "
+                                         ".* expects 7"):
+        MessagePassingConv(phi=mlp(7, 8).double())(data.x, data.edge_index)
+    with pytest.raises(ValueError, match="'MessagePassingConv' feeds 'psi' with 19 channels "
+                                         r"\(x_i 8 \+ x_j 8 \+ edge_attr 3\) .* expects 16"):
+        MessagePassingConv(psi=mlp(16, 8).double())(data.x, data.edge_index, data.edge_attr)
+    with pytest.raises(ValueError, match="'MessagePassingConv' expected 'x' with 6 channels"):
+        MessagePassingConv(edge_dim=3, in_channels=6).double()(data.x, data.edge_index,
+                                                               data.edge_attr)
+    with pytest.raises(ValueError, match="expected 'edge_attr' with 2 channels .*got 3"):
+        MessagePassingConv(edge_dim=2, in_channels=8).double()(data.x, data.edge_index,
+                                                               data.edge_attr)
+    with pytest.raises(ValueError, match=r"'edge_attr' with one row per edge.*\[4, 3\]"):
+        MessagePassingConv(psi=mlp(19, 8)).double()(data.x, data.edge_index,
+                                                    data.edge_attr[:4])
+    # lazy layers are not checked before they know their width, and still work
+    conv = MessagePassingConv(phi=torch.nn.Sequential(torch.nn.LazyLinear(4))).double()
+    assert conv(data.x, data.edge_index).shape == (12, 4)
