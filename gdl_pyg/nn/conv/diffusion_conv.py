@@ -9,6 +9,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter, to_dense_batch
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["DiffusionConv"]
 
 METHODS = ("spectral", "chebyshev")
@@ -198,7 +200,8 @@ class DiffusionConv(MessagePassing):
                              f"{_shape(laplacian_weight)}); compute them with the "
                              f"'MeshGeometry' transform (meshes) or 'PointCloudLaplacian' "
                              f"(point clouds)")
-        if laplacian_index.dim() != 2 or laplacian_index.size(0) != 2 or \
+        check_edge_index(laplacian_index, x.size(0), name, name="laplacian_index")
+        if not isinstance(laplacian_weight, Tensor) or \
                 laplacian_weight.shape != (laplacian_index.size(1),):
             raise ValueError(f"'{name}' expected 'laplacian_index' [2, nnz] and "
                              f"'laplacian_weight' [nnz] (got {_shape(laplacian_index)} and "

@@ -11,6 +11,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.typing import OptTensor
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["EGNNConv"]
 
 COORDS_AGGRS = ("mean", "sum")
@@ -210,14 +212,8 @@ class EGNNConv(MessagePassing):
         if not pos.is_floating_point() or not x.is_floating_point():
             raise TypeError(f"'{name}' expected floating-point 'x' and 'pos' (got {x.dtype} "
                             f"and {pos.dtype})")
-        if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-            raise ValueError(f"'{name}' expected an integer 'edge_index' of shape "
-                             f"[2, num_edges] (got {_shape(edge_index)}, {edge_index.dtype})")
+        check_edge_index(edge_index, N, name)
         E = edge_index.size(1)
-        if E > 0 and (int(edge_index.min()) < 0 or int(edge_index.max()) >= N):
-            raise ValueError(f"'{name}' expected 'edge_index' entries in [0, {N - 1}] for "
-                             f"{N} nodes (got values in [{int(edge_index.min())}, "
-                             f"{int(edge_index.max())}])")
         if self.edge_dim > 0:
             if not isinstance(edge_attr, Tensor) or edge_attr.dim() != 2 \
                     or edge_attr.shape != (E, self.edge_dim):

@@ -9,6 +9,7 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 
 from gdl_pyg.domains.sequence import SequenceLayout, sequence_layout
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["GatedRecurrentConv"]
 
@@ -29,6 +30,8 @@ def _pad(value: Tensor, lay: SequenceLayout, fill: float = 0.0) -> Tensor:
 
 def _get_layout(name: str, edge_index: Tensor, num_nodes: int,
                 layout: Optional[SequenceLayout]) -> SequenceLayout:
+    if layout is None or edge_index is not None:  # (a layout alone needs no edges)
+        check_edge_index(edge_index, num_nodes, name)
     if layout is None:
         return sequence_layout(edge_index, num_nodes)
     if not isinstance(layout, SequenceLayout):

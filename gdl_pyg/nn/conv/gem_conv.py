@@ -19,6 +19,8 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["GEMConv", "gem_kernel_basis", "self_interaction_basis", "transport"]
 
 _AGGRS = ("add", "sum", "mean")
@@ -311,6 +313,7 @@ class GEMConv(MessagePassing):
         # (a data-dependent check: skipped while torch.compile traces the layer)
         if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
             raise ValueError(f"'{name}' received an 'x' with NaN or infinite values")
+        check_edge_index(edge_index, x.size(0), name)
         for key, val in (("edge_logmap", edge_logmap), ("edge_connection", edge_connection)):
             if val is None:
                 raise ValueError(

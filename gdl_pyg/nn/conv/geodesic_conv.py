@@ -11,6 +11,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["GeodesicConv"]
 
 ROTATION_POOLS = ("continuous", "discrete")
@@ -248,6 +250,7 @@ class GeodesicConv(MessagePassing):
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
                              f"{self.in_channels}] (got {list(x.shape)})")
+        check_edge_index(edge_index, x.size(0), name)
         if not isinstance(edge_index, Tensor) or edge_index.is_sparse \
                 or edge_index.layout != torch.strided:
             raise TypeError(f"'{name}' expected 'edge_index' to be a dense [2, num_edges] "

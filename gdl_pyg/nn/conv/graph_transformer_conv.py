@@ -11,6 +11,7 @@ from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
 from gdl_pyg.nn.conv.message_passing_conv import _pair
+from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["GraphTransformerConv", "complete_edge_index"]
 
@@ -142,7 +143,13 @@ class GraphTransformerConv(MessagePassing):
         r"""Runs the layer; :obj:`batch_size` and :obj:`max_num_nodes` (dense
         mode) avoid a device synchronisation and a data-dependent shape."""
         H, d = self.heads, self.head_dim
+        name = type(self).__name__
+        in_src, in_dst = (self.in_channels, self.in_channels) \
+            if isinstance(self.in_channels, int) else self.in_channels
         if edge_index is None:
+            if isinstance(x, Tensor):
+                check_features(x, name, "x", dims=(2,))
+                check_channels(x, in_src, name)
             if not isinstance(x, Tensor):
                 raise TypeError(f"'{type(self).__name__}' without 'edge_index' attends within "
                                 f"each graph and needs a Tensor 'x' (got {type(x).__name__}); "
@@ -155,6 +162,24 @@ class GraphTransformerConv(MessagePassing):
         if x_dst is None:
             raise ValueError(f"'{type(self).__name__}' needs target features for the queries "
                              f"(got x=(x_src, None))")
+        check_features(x_src, name, "x_src" if x_src is not x_dst else "x", dims=(2,))
+        check_channels(x_src, in_src, name, "x_src" if x_src is not x_dst else "x")
+        if x_dst is not x_src:
+            check_features(x_dst, name, "x_dst", dims=(2,))
+            check_channels(x_dst, in_dst, name, "x_dst")
+        num_src, num_dst = x_src.size(0), x_dst.size(0)
+        if size is not None:
+            num_src = size[0] if size[0] is not None else num_src
+            num_dst = size[1] if size[1] is not None else num_dst
+        check_edge_index(edge_index, num_src, name, num_dst_nodes=num_dst)
+        if self.lin_edge is not None and isinstance(edge_attr, Tensor) and \
+                isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+            E = edge_index.size(1)
+            D = self.edge_dim
+            if edge_attr.shape != (E, D) and not (D == 1 and edge_attr.shape == (E,)):
+                raise ValueError(f"'{name}' expected 'edge_attr' of shape [{E}, {D}], one "
+                                 f"row per edge of 'edge_index' (got "
+                                 f"{list(edge_attr.shape)})")
         q = self.lin_query(x_dst).view(-1, H, d)
         k = self.lin_key(x_src).view(-1, H, d)
         v = self.lin_value(x_src).view(-1, H, d)

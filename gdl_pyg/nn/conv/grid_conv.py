@@ -8,6 +8,8 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["GridConv"]
 
 _PADDING_MODES = ("zeros", "circular")
@@ -219,6 +221,7 @@ class GridConv(MessagePassing):
         if grid_shape is not None:
             return self.forward_dense(x, self._shape_of(grid_shape))
 
+        check_edge_index(edge_index, x.size(0), "GridConv")
         if not isinstance(edge_index, Tensor) or edge_index.is_sparse \
                 or edge_index.dtype != torch.long:
             kind = type(edge_index).__name__ if not isinstance(edge_index, Tensor) else \

@@ -10,8 +10,9 @@ from torch_geometric.nn import MessagePassing
 from gdl_pyg.domains.lifted_grid import (group_index_table, kernel_index_table,
                                          resolve_grid_group, wallpaper_name)
 from gdl_pyg.groups.grid import CyclicGroup
-from gdl_pyg.nn.conv.lifting_conv import (GridShape, _check_channels, _check_kernel_size,
-                                          _offset_index, _spatial_shape)
+from gdl_pyg.nn.conv.lifting_conv import (GridShape, _check_channels, _check_edge_offset,
+                                          _check_kernel_size, _offset_index, _spatial_shape)
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["GroupConv"]
 
@@ -124,6 +125,16 @@ class GroupConv(MessagePassing):
         if grid_shape is not None:
             out = self._forward_grid(x, grid_shape)
         else:
+            name = type(self).__name__
+            check_edge_index(edge_index, x.size(0), name)
+            _check_edge_offset(name, edge_offset, edge_index)
+            if not isinstance(group_elem, Tensor) or group_elem.shape != (x.size(0),) \
+                    or group_elem.is_floating_point():
+                got = list(group_elem.shape) if isinstance(group_elem, Tensor) else \
+                    type(group_elem).__name__
+                raise ValueError(f"'{name}' expected an integer 'group_elem' of shape "
+                                 f"[{x.size(0)}], the group element of every row of 'x' "
+                                 f"(got {got}); 'lift_grid' writes it")
             if not isinstance(edge_index, Tensor) or not isinstance(edge_offset, Tensor):
                 raise TypeError(f"'{type(self).__name__}' expected 'edge_index' and "
                                 f"'edge_offset' tensors (got {type(edge_index).__name__} and "

@@ -9,6 +9,7 @@ from torch_geometric.nn import MessagePassing
 
 from gdl_pyg.domains.lifted_grid import kernel_index_table, resolve_grid_group, wallpaper_name
 from gdl_pyg.groups.grid import CyclicGroup
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["LiftingConv"]
 
@@ -50,6 +51,20 @@ def _spatial_shape(cls: str, grid_shape: GridShape, num_pixels: int) -> Tuple[in
         raise ValueError(f"'{cls}' received {num_pixels} pixels, not a whole number of "
                          f"{H}x{W} grids")
     return num_pixels // (H * W), H, W
+
+
+def _check_edge_offset(cls: str, edge_offset, edge_index) -> None:
+    r"""``edge_offset`` must be a ``[E, 2]`` tensor with one row per edge of a
+    dense ``edge_index``."""
+    if not isinstance(edge_offset, Tensor) or not isinstance(edge_index, Tensor) or \
+            edge_index.layout != torch.strided:
+        return  # the callers raise a TypeError naming both types
+    E = edge_index.size(1)
+    if edge_offset.dim() != 2 or edge_offset.size(0) != E or edge_offset.size(1) != 2:
+        raise ValueError(f"'{cls}' expected planar 'edge_offset' of shape [num_edges, 2] = "
+                         f"[{E}, 2], one row per column of 'edge_index' (got "
+                         f"{list(edge_offset.shape)}); build both with 'grid_to_data' / "
+                         f"'lift_grid'")
 
 
 def _offset_index(edge_offset: Tensor, kernel_size: int) -> Tuple[Tensor, Tensor]:
@@ -170,6 +185,8 @@ class LiftingConv(MessagePassing):
         if grid_shape is not None:
             out = self._forward_grid(x, grid_shape)
         else:
+            check_edge_index(edge_index, x.size(0), type(self).__name__)
+            _check_edge_offset(type(self).__name__, edge_offset, edge_index)
             if not isinstance(edge_index, Tensor) or not isinstance(edge_offset, Tensor):
                 raise TypeError(f"'{type(self).__name__}' expected 'edge_index' and "
                                 f"'edge_offset' tensors (got {type(edge_index).__name__} and "

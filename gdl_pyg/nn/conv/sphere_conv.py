@@ -8,6 +8,8 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["SphereConv"]
 
 
@@ -146,6 +148,7 @@ class SphereConv(MessagePassing):
         if edge_index is None:
             raise ValueError(f"'{name}' with kernel='isotropic' needs 'edge_index' (e.g. "
                              f"'gdl_pyg.ops.radius_graph(pos, r)' on an icosphere)")
+        check_edge_index(edge_index, x.size(0), name)
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 \
                 or edge_index.size(0) != 2 or edge_index.is_floating_point():
             shape = list(edge_index.shape) if isinstance(edge_index, Tensor) else \

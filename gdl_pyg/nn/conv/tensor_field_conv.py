@@ -14,6 +14,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import OptTensor
 
 from gdl_pyg import typing as _typing
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["TensorFieldConv"]
 
@@ -416,6 +417,7 @@ class TensorFieldConv(MessagePassing):
         if not isinstance(x, Tensor) or not isinstance(pos, Tensor):
             raise TypeError(f"'{name}' expected tensors 'x' and 'pos' (got "
                             f"{type(x).__name__} and {type(pos).__name__})")
+        check_edge_index(edge_index, x.size(0) if x.dim() else None, name)
         if not isinstance(edge_index, Tensor):
             raise TypeError(f"'{name}' needs an 'edge_index' tensor [2, num_edges] to read "
                             f"edge vectors (got {type(edge_index).__name__})")

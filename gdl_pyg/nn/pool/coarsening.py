@@ -12,6 +12,7 @@ priorities drawn *per edge* from a seeded generator, so the result is
 deterministic given the seed and equivariant to node relabelling (the edge
 order, which permutations keep, carries the tie-breaking).
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -21,6 +22,8 @@ from torch_geometric.nn.pool import avg_pool, max_pool
 from torch_geometric.nn.pool.consecutive import consecutive_cluster
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
+
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["heavy_edge_matching", "coarsen", "GraclusPooling"]
 
@@ -53,10 +56,10 @@ def heavy_edge_matching(edge_index: Tensor, edge_weight: OptTensor = None,
         :obj:`cluster` :math:`(N)`: consecutive cluster ids, equal for the two
         ends of each matched edge; unmatched nodes are singletons.
     """
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        got = list(edge_index.shape) if isinstance(edge_index, Tensor) else \
-            type(edge_index).__name__
-        raise ValueError(f"Expected 'edge_index' of shape [2, num_edges] (got {got})")
+    check_edge_index(edge_index, num_nodes, "heavy_edge_matching")
+    if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+        raise TypeError(f"'heavy_edge_matching' expected a dense 'edge_index' [2, num_edges] "
+                        f"(got {type(edge_index).__name__} with a sparse layout)")
     device = edge_index.device
     N = int(edge_index.max()) + 1 if num_nodes is None and edge_index.numel() else (num_nodes or 0)
     E = edge_index.size(1)
@@ -168,9 +171,28 @@ class GraclusPooling(torch.nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: OptTensor = None,
                 batch: OptTensor = None
                 ) -> Tuple[Tensor, Tensor, OptTensor, OptTensor, Tensor]:
+        name = type(self).__name__
+        if not isinstance(x, Tensor) or x.dim() < 1:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, *] "
+                             f"(got {got})")
+        N = x.size(0)
+        check_edge_index(edge_index, N, name)
+        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+            raise TypeError(f"'{name}' expected a dense 'edge_index' [2, num_edges] (got "
+                            f"{type(edge_index).__name__} with a sparse layout)")
+        E = edge_index.size(1)
+        for key, val in (("edge_weight", edge_weight), ("batch", batch)):
+            n = E if key == "edge_weight" else N
+            if val is not None and (not isinstance(val, Tensor) or val.shape != (n,)):
+                got = list(val.shape) if isinstance(val, Tensor) else type(val).__name__
+                raise ValueError(f"'{name}' expected '{key}' of shape [{n}], one entry per "
+                                 f"{'edge' if key == 'edge_weight' else 'node'} (got {got})")
         gen = torch.Generator().manual_seed(self.seed)
-        r = torch.randn(x[0].numel() if x.size(0) else 1, generator=gen, dtype=torch.float64)
-        feat = x.detach().reshape(x.size(0), -1).to(torch.float64) @ r.to(x.device)
+        # the feature width (x[0].numel() fails on a graph without nodes)
+        width = math.prod(x.shape[1:])
+        r = torch.randn(max(width, 1), generator=gen, dtype=torch.float64)[:width]
+        feat = x.detach().reshape(N, width).to(torch.float64) @ r.to(x.device)
         priority = feat[edge_index[0]] + feat[edge_index[1]]
         cluster = heavy_edge_matching(edge_index, edge_weight, x.size(0), self.seed,
                                       self.normalized, priority)

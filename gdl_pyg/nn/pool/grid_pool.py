@@ -12,6 +12,7 @@ from torch_geometric.utils import scatter
 
 from gdl_pyg.domains.grid import grid_graph, grid_shape_of
 from gdl_pyg.groups.base import attr_level, num_graphs_of
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["GridPool"]
 
@@ -284,6 +285,11 @@ class GridPool(torch.nn.Module):
         radius, periodic, pairs = None, False, None
         ei, off = data.get("edge_index"), data.get("edge_offset")
         if isinstance(ei, Tensor) and isinstance(off, Tensor):
+            check_edge_index(ei, data.num_nodes, "GridPool")
+            if off.dim() != 2 or off.size(0) != ei.size(1):
+                raise ValueError(f"'GridPool' expected 'edge_offset' of shape [{ei.size(1)}, "
+                                 f"d], one row per column of 'edge_index' (got "
+                                 f"{list(off.shape)})")
             radius = int(off.abs().max()) if off.numel() else 0
             per_node = 1
             if lifted and ei.numel():

@@ -8,6 +8,8 @@ from torch_geometric.nn.aggr import AttentionalAggregation
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.typing import OptTensor
 
+from gdl_pyg.utils import check_channels
+
 __all__ = ["SumReadout", "MeanReadout", "MaxReadout", "AttentionReadout"]
 
 
@@ -127,6 +129,7 @@ class AttentionReadout(_Readout):
     def forward(self, x: Tensor, batch: OptTensor = None,
                 batch_size: Optional[int] = None) -> Tensor:
         _check_x(type(self).__name__, x)
+        check_channels(x, self.in_channels, type(self).__name__)
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
             batch_size = 1

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["SpherePool", "icosphere_level"]
 
 
@@ -80,6 +82,17 @@ class SpherePool(torch.nn.Module):
             raise ValueError(f"'{name}' expected 'x' of shape [num_nodes, F] (got "
                              f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__})")
         N = x.size(0)
+        check_edge_index(edge_index, N, name)
+        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+            raise TypeError(f"'{name}' expected a dense 'edge_index' [2, num_edges] "
+                            f"(got {type(edge_index).__name__} with a sparse layout)")
+        for key, val, shape in (("pos", pos, (N, 3)), ("mass", mass, (N,)),
+                                ("batch", batch, (N,))):
+            if (val is not None or key == "pos") and \
+                    (not isinstance(val, Tensor) or val.shape != shape):
+                got = list(val.shape) if isinstance(val, Tensor) else type(val).__name__
+                raise ValueError(f"'{name}' expected '{key}' of shape {list(shape)}, one row "
+                                 f"per row of 'x' (got {got})")
         if batch is None:
             batch = torch.zeros(N, dtype=torch.long, device=x.device)
         B = int(batch.max()) + 1 if N else 0

@@ -245,7 +245,8 @@ def test_errors():
         conv(x, adj, data.edge_offset)
     with pytest.raises(TypeError, match="dense torch.long"):
         conv(x, data.edge_index.int(), data.edge_offset)
-    with pytest.raises(ValueError, match="'edge_index' of shape"):
+    with pytest.raises(ValueError, match=r"'GridConv' expected 'edge_index' "
+                       r".*shape \[2, num_edges\]"):
         conv(x, data.edge_index[:1], data.edge_offset)
     with pytest.raises(ValueError, match="multiple of prod"):
         conv(x, data.edge_index, data.edge_offset, grid_shape=(3, 3))

@@ -335,9 +335,11 @@ def test_bad_input():
         conv(data.x, pos, data.edge_index)
     with pytest.raises(ValueError, match="empty graph"):
         conv(data.x[:0], data.pos[:0], data.edge_index[:, :0])
-    with pytest.raises(ValueError, match=r"'edge_index' of shape \[2, num_edges\]"):
+    with pytest.raises(ValueError, match=r"'TensorFieldConv' expected 'edge_index' "
+                       r".*shape \[2, num_edges\].*transposed"):
         conv(data.x, data.pos, data.edge_index.t())
-    with pytest.raises(TypeError, match="'edge_index' tensor"):
+    with pytest.raises(TypeError,
+                       match="'TensorFieldConv' expected 'edge_index' to be a torch.Tensor"):
         conv(data.x, data.pos, None)
     with pytest.raises(ValueError, match="edge_dim=0; pass edge_dim=2"):
         conv(data.x, data.pos, data.edge_index, torch.randn(data.num_edges, 2))
