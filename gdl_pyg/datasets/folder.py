@@ -13,20 +13,28 @@ Two layouts of ``root/raw`` are understood:
   (e.g. with ``node_label`` for per-vertex labels).
 
 The processed cache ``root/processed/data_<hash>.pt`` is keyed by the file
-list (names and sizes), the labels, the reading options and a description
-of ``pre_transform`` and ``pre_filter`` (their ``repr`` without memory
-addresses; for a plain function, its name and a hash of its code), so
-changing any of them builds a new cache without ``force_reload``. It is
-written atomically: to a temporary file, then :func:`os.replace`, so an
-interrupted ``process()`` never leaves a half-written cache behind.
+list (names, sizes and a hash of each file's bytes), the labels, the
+reading options and a description of ``pre_transform`` and ``pre_filter``
+(their ``repr`` without memory addresses; for a plain function, its name and
+a hash of its code), so changing any of them builds a new cache without
+``force_reload``. The key hashes content rather than trusting modification
+times, which ``os.utime``, ``cp -p`` or ``rsync -t`` restore after an edit:
+opening the data set reads every raw file once (about 1 GB/s). The cache
+is written atomically: to a temporary file named after its writer's host
+and process id, then :func:`os.replace`, so an interrupted ``process()``
+never leaves a half-written cache behind, and the temporaries of writers
+that were killed are removed the next time the data set is opened (see
+:mod:`gdl_pyg.datasets._cache`).
 
 **Safe loading.** The cache holds tensors, plain Python values and nothing
 else, and is read with ``torch.load(..., weights_only=True)`` and no
 fall-back (PyG's :func:`torch_geometric.io.fs.torch_load` retries with full
 unpickling when the safe load fails, and :class:`InMemoryDataset` unpickles
 ``processed/pre_transform.pt`` and ``pre_filter.pt``); these datasets neither
-write nor read those two files. A cache that does not load safely is
-reported with a warning and rebuilt from ``raw/``, never executed.
+write nor read those two files. A cache that does not load safely (truncated,
+corrupt, a tensor whose bytes do not match the checksum stored with it, or
+holding anything but tensors and plain values) is reported with a warning
+and rebuilt from ``raw/``, never executed; the raw files are only read.
 
 **Unreadable files.** With :obj:`skip_errors=True`, files the reader rejects
 (:class:`ValueError`: truncated, malformed, NaN coordinates, ...) are left
@@ -56,7 +64,13 @@ import torch
 import torch_geometric.io.fs as pyg_fs
 from torch_geometric.data import Data, InMemoryDataset
 
-from gdl_pyg.io._utils import atomic_path
+from gdl_pyg.datasets._cache import (
+    atomic_cache_path,
+    content_digest,
+    files_digest,
+    load_error_reason,
+    remove_stale_temporaries,
+)
 from gdl_pyg.io.mesh import MESH_EXTENSIONS, read_mesh
 from gdl_pyg.io.points import POINT_EXTENSIONS, read_points
 
@@ -180,6 +194,8 @@ class _FolderDataset(InMemoryDataset):
         self.skipped: List[Tuple[str, str]] = []
         self.example_files: List[str] = []
         self.files, self.targets, self.classes = self._index(osp.join(root, "raw"), root)
+        # the cache key hashes the raw files' bytes, once per opening
+        self._digests = files_digest([osp.join(root, "raw", f) for f in self.files])
         super().__init__(root, transform, pre_transform, pre_filter, log=log,
                          force_reload=force_reload)
         if not self._load_safely(self.processed_paths[0]):
@@ -264,8 +280,8 @@ class _FolderDataset(InMemoryDataset):
         raw_dir = osp.join(self.root, "raw")
         key = {
             "class": type(self).__name__,
-            "files": [(f.replace(os.sep, "/"), osp.getsize(osp.join(raw_dir, f)))
-                      for f in self.files],
+            "files": [(f.replace(os.sep, "/"), osp.getsize(osp.join(raw_dir, f)), digest)
+                      for f, digest in zip(self.files, self._digests)],
             "targets": self.targets,
             "classes": self.classes,
             "node_label": self.node_label,
@@ -273,7 +289,8 @@ class _FolderDataset(InMemoryDataset):
             "skip_errors": self.skip_errors,
             "pre_transform": _describe(self.pre_transform),
             "pre_filter": _describe(self.pre_filter),
-            "format": 2,  # 2: the meta data names the Data subclass
+            # 2: the meta data names the Data subclass; 3: content hashes, checksum
+            "format": 3,
         }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return [f"data_{digest}.pt"]
@@ -293,6 +310,7 @@ class _FolderDataset(InMemoryDataset):
         # InMemoryDataset._process also writes processed/pre_transform.pt and
         # pre_filter.pt and reads them back with full unpickling; here the
         # pre_transform / pre_filter are part of the cache key instead
+        remove_stale_temporaries(self.processed_dir)
         if not self.force_reload and osp.isfile(self.processed_paths[0]):
             return
         if self.log and "PYTEST_CURRENT_TEST" not in os.environ:
@@ -312,11 +330,15 @@ class _FolderDataset(InMemoryDataset):
             if not isinstance(data, dict) or not isinstance(meta, dict):
                 raise TypeError(f"unexpected content {type(data).__name__}, "
                                 f"{type(meta).__name__}")
+            # torch.load does not check the bytes of tensors: a flipped byte
+            # would load silently; the checksum written with the cache does
+            if meta.get("checksum") != content_digest((data, slices)):
+                raise ValueError("its tensors do not match the checksum written with them")
         except Exception as exc:
             if rebuilt:
                 raise
             warnings.warn(f"'{type(self).__name__}': the cache '{path}' does not load as "
-                          f"plain tensors ({type(exc).__name__}: {exc}); it was not "
+                          f"plain tensors ({load_error_reason(exc)}); it was not "
                           f"unpickled and is being rebuilt from '{self.raw_dir}'",
                           UserWarning, stacklevel=3)
             return False
@@ -376,12 +398,14 @@ class _FolderDataset(InMemoryDataset):
         # the Data subclass (e.g. MeshHierarchyData, whose __inc__ batches the
         # coarse levels) is stored by name and restored on loading
         cls = type(data_list[0])
+        data_dict = data.to_dict()
         meta = {"files": files, "skipped": [list(x) for x in skipped],
-                "data_class": f"{cls.__module__}.{cls.__qualname__}"}
+                "data_class": f"{cls.__module__}.{cls.__qualname__}",
+                "checksum": content_digest((data_dict, slices))}
         # write a temporary file in the same folder and move it into place, so a failure
         # never leaves a partial cache; only tensors and plain values are stored
-        with atomic_path(self.processed_paths[0]) as tmp:
-            pyg_fs.torch_save((data.to_dict(), slices, meta), tmp)
+        with atomic_cache_path(self.processed_paths[0]) as tmp:
+            pyg_fs.torch_save((data_dict, slices, meta), tmp)
 
     def __repr__(self) -> str:
         extra = f", classes={len(self.classes)}" if self.classes is not None else ""
@@ -426,8 +450,8 @@ class MeshFolderDataset(_FolderDataset):
 
     Examples read from files with different vertex attributes keep only the
     attributes they all share (see :mod:`gdl_pyg.datasets.folder`); the
-    cache is rebuilt when ``pre_transform`` or ``pre_filter`` change, and is
-    loaded with ``weights_only=True``.
+    cache is rebuilt when a raw file's content, ``pre_transform`` or
+    ``pre_filter`` change, and is loaded with ``weights_only=True``.
     """
     default_extensions = tuple(MESH_EXTENSIONS)
 

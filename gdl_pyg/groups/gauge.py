@@ -1,7 +1,7 @@
 r"""Gauge transformations: an independent SO(2) rotation of the tangent frame
 at every vertex of a mesh or point cloud (the symmetry of GEM-CNN)."""
 import math
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor

@@ -43,8 +43,8 @@ def _index_image(data: Data, order: int) -> Tuple[Tensor, Tuple[int, ...]]:
     B = num_graphs_of(data)
     batch = data.batch if "batch" in data and data.batch is not None else \
         torch.zeros(N, dtype=torch.long, device=pos.device)
-    h = data.group_elem if "group_elem" in data else torch.zeros(N, dtype=torch.long,
-                                                                  device=pos.device)
+    h = data.group_elem if "group_elem" in data else \
+        torch.zeros(N, dtype=torch.long, device=pos.device)
     n = math.prod(shape)
     if N != B * order * n:
         raise ValueError(f"Expected {B} full grid(s) of shape {list(shape)} with {order} "

@@ -21,31 +21,54 @@ from gdl_pyg.lightning.task import GraphLevelTask
 
 __all__ = ["EnergyForceTask", "AtomsDataModule"]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: keyed on a hash of the file's bytes
 
 
 def _cached_structures(path: str, read) -> List[Data]:
     r"""The structures of an extended XYZ file, parsed once with ``read`` and
     cached beside it in ``processed/`` as plain tensors (ase's parser takes
-    about 20 ms per structure). The cache is keyed on the file's name, size
-    and modification time, written atomically and loaded with
-    ``weights_only=True``; one that does not load is rebuilt."""
+    about 20 ms per structure).
+
+    The cache, ``processed/<file name>.<hash>.v<version>.pt``, is keyed on a
+    hash of the file's bytes (an edit that keeps the size and restores the
+    modification time is still seen; hashing the shipped 1.5 MB file takes
+    a few milliseconds), written atomically through a temporary file named
+    after its writer (the temporaries of killed writers are removed on the
+    next call), and loaded with ``weights_only=True``: one that does not load
+    (truncated, corrupt, or holding anything but tensors) is rebuilt with a
+    warning, never unpickled. Caches of earlier contents of the same file
+    are removed when a new one is written."""
+    import re
     import warnings
 
-    from gdl_pyg.io._utils import atomic_path
-    st = os.stat(path)
+    from gdl_pyg.datasets._cache import (
+        atomic_cache_path,
+        content_digest,
+        file_digest,
+        load_error_reason,
+        remove_stale_temporaries,
+    )
     folder = os.path.join(os.path.dirname(path), "processed")
-    stem = os.path.basename(path).split(".")[0]
-    cache = os.path.join(folder, f"{stem}_{st.st_size}_{st.st_mtime_ns}_v{_CACHE_VERSION}.pt")
+    name = os.path.basename(path)
+    cache = os.path.join(folder, f"{name}.{file_digest(path)}.v{_CACHE_VERSION}.pt")
+    remove_stale_temporaries(folder)
     keys = ("z", "pos", "energy", "forces")
+    stored = keys + ("num_atoms",)
     if os.path.exists(cache):
         try:
-            blob = torch.load(cache, weights_only=True)
+            blob = torch.load(cache, map_location="cpu", weights_only=True)
+            if blob.get("checksum") != content_digest({k: blob[k] for k in stored}):
+                raise ValueError("its tensors do not match the checksum written with them")
             sizes = blob["num_atoms"].tolist()
             parts = {k: torch.split(blob[k], sizes if k != "energy" else 1) for k in keys}
+            if any(len(parts[k]) != len(sizes) for k in keys):
+                raise ValueError(f"expected {len(sizes)} structures in every field")
             return [Data(**{k: parts[k][i] for k in keys}) for i in range(len(sizes))]
-        except Exception as exc:  # corrupt or foreign: rebuild it
-            warnings.warn(f"Rebuilding the unreadable cache '{cache}' ({exc})")
+        except Exception as exc:  # corrupt, truncated or foreign: rebuild it
+            warnings.warn(f"The cache '{cache}' of '{path}' does not load as plain tensors "
+                          f"({load_error_reason(exc)}); it was not unpickled. Rebuilding it "
+                          f"from '{path}'", UserWarning,
+                          stacklevel=2)
     structures = read(path)
     if all(all(d.get(k) is not None for k in keys) for d in structures) and structures:
         try:
@@ -53,8 +76,17 @@ def _cached_structures(path: str, read) -> List[Data]:
             blob = {k: torch.cat([d[k].reshape(-1, *d[k].shape[1:]) if k != "energy"
                                   else d[k].reshape(1) for d in structures]) for k in keys}
             blob["num_atoms"] = torch.tensor([d.num_nodes for d in structures])
-            with atomic_path(cache) as tmp:
+            blob["checksum"] = content_digest({k: blob[k] for k in stored})
+            with atomic_cache_path(cache) as tmp:
                 torch.save(blob, tmp)
+            # earlier contents of this file (and caches of version 1, keyed on
+            # size and modification time) are of no further use
+            stem = re.escape(name.split(".")[0])
+            older = re.compile(rf"^(?:{re.escape(name)}\.[0-9a-f]{{32}}\.v\d+|"
+                               rf"{stem}_\d+_\d+_v1)\.pt$")
+            for other in os.listdir(folder):
+                if older.match(other) and other != os.path.basename(cache):
+                    os.remove(os.path.join(folder, other))
         except OSError:  # a read-only data folder: no cache
             pass
     return structures
@@ -210,6 +242,9 @@ class EnergyForceTask(GraphLevelTask):
         for base, metric in metrics.items(keep_base=True, copy_state=False):
             self.log(f"{metrics.prefix}{base}{metrics.postfix or ''}", metric, batch_size=bs,
                      add_dataloader_idx=False, metric_attribute=f"test_metrics.{key}.{base}")
+
+    #: Names of :meth:`predict_step`'s outputs (columns of ``gdl-pyg predict``'s CSV files).
+    prediction_names = ("energy", "forces")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0
                      ) -> Tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ pooling). Runs in float64 by default, with a tolerance per dtype.
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor

@@ -358,3 +358,192 @@ def test_cache_never_unpickles_code(tmp_path):
     with pytest.warns(UserWarning):
         pyg_fs.torch_load(str(processed / "pre_filter.pt"))
     assert marker.exists()
+
+
+# ---------------------------------------------------------------------------
+# caches: planted pickles, corrupt files, content keys, temporaries of dead writers
+# ---------------------------------------------------------------------------
+
+def _points(tmp_path):
+    root = tmp_path / "p"
+    g = torch.Generator().manual_seed(1)
+    for cls, k in (("a", 2), ("b", 3)):
+        (root / "raw" / cls).mkdir(parents=True)
+        for i in range(k):
+            write_points(root / "raw" / cls / f"{i}.xyz", torch.randn(6 + i, 3, generator=g))
+    return root
+
+
+FOLDERS = [pytest.param(MeshFolderDataset, _meshes, id="mesh"),
+           pytest.param(PointCloudFolderDataset, _points, id="points")]
+
+
+def _snapshot(root):
+    r"""Bytes and modification times of every raw file."""
+    out = {}
+    for dirpath, _, names in os.walk(root / "raw"):
+        for name in names:
+            path = osp.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[path] = (f.read(), os.stat(path).st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize("cls,make", FOLDERS)
+def test_planted_pre_transform_pt_is_never_unpickled(tmp_path, cls, make):
+    # PyG's Dataset._process reads processed/pre_transform.pt with full unpickling
+    # whenever it exists, before looking at the cache: a planted file would run code
+    root = make(tmp_path)
+    ds = cls(root, log=False)
+    marker = tmp_path / MARKER
+    for name in ("pre_transform.pt", "pre_filter.pt"):
+        torch.save(_Exploit(str(marker)), root / "processed" / name)
+    cls(root, log=False, pre_transform=Scale(2.0))  # a new cache is built
+    again = cls(root, log=False)  # the old one is reused
+    assert not marker.exists()
+    assert again.processed_paths[0] == ds.processed_paths[0] and len(again) == len(ds)
+
+
+def _corrupt(kind, path, pos):
+    blob = open(path, "rb").read()
+    if kind == "truncated":
+        blob = blob[:len(blob) // 2]
+    elif kind == "empty":
+        blob = b""
+    elif kind == "garbage":
+        blob = bytes(torch.randint(0, 256, (len(blob),), generator=torch.Generator()
+                                   .manual_seed(0), dtype=torch.uint8).tolist())
+    elif kind == "flipped":  # one byte of a coordinate: torch.load does not notice
+        i = blob.index(pos.numpy().tobytes()) + 5
+        blob = blob[:i] + bytes([blob[i] ^ 0xFF]) + blob[i + 1:]
+    elif kind == "foreign":  # a valid torch file with other content
+        torch.save({"x": torch.zeros(3)}, path)
+        return
+    with open(path, "wb") as f:
+        f.write(blob)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "garbage", "flipped", "foreign"])
+@pytest.mark.parametrize("cls,make", FOLDERS)
+def test_corrupt_cache_is_reported_and_rebuilt(tmp_path, monkeypatch, cls, make, kind):
+    root = make(tmp_path)
+    ds = cls(root, log=False)
+    expected = [(d.pos.clone(), int(d.y)) for d in ds]
+    cache = ds.processed_paths[0]
+    raw = _snapshot(root)
+    _corrupt(kind, cache, ds[-1].pos)
+    with pytest.warns(UserWarning, match="does not load as plain tensors.*rebuilt") as rec:
+        again = cls(root, log=False)
+    assert osp.basename(cache) in str(rec[0].message)
+    assert len(again) == len(expected)
+    assert all(torch.equal(d.pos, p) and int(d.y) == y for d, (p, y) in zip(again, expected))
+    assert _snapshot(root) == raw  # the raw files were only read
+    # the rebuilt cache is good: the next opening neither warns nor processes
+
+    def fail(self):
+        raise AssertionError("process() should not run on a rebuilt cache")
+
+    monkeypatch.setattr(cls, "process", fail)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(cls(root, log=False)) == len(expected)
+
+
+def _edit_same_size(path):
+    r"""Changes one digit of a text file, keeping its size and restoring its
+    access and modification times to the nanosecond."""
+    st = os.stat(path)
+    text = open(path).read()
+    i = next(i for i, c in enumerate(text) if c in "123456789" and i > len(text) // 2)
+    text = text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:]
+    with open(path, "w") as f:
+        f.write(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new = os.stat(path)
+    assert (new.st_size, new.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("cls,make", FOLDERS)
+def test_cache_key_follows_content_not_size_or_mtime(tmp_path, cls, make):
+    root = make(tmp_path)
+    ds = cls(root, log=False)
+    i = 3
+    path = osp.join(root, "raw", ds.files[i])
+    _edit_same_size(path)
+    fresh = read_mesh(path) if cls is MeshFolderDataset else read_points(path)
+    assert not torch.equal(fresh.pos, ds[i].pos)
+    again = cls(root, log=False)
+    assert again.processed_paths[0] != ds.processed_paths[0]
+    assert torch.equal(again[i].pos, fresh.pos)  # not the stale cached copy
+    assert all(torch.equal(again[j].pos, ds[j].pos) for j in range(len(ds)) if j != i)
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_dead_writers_are_removed(tmp_path):
+    from gdl_pyg.datasets._cache import STALE_AFTER, _host
+    root = _meshes(tmp_path)
+    processed = root / "processed"
+    processed.mkdir()
+    host, dead = _host(), _dead_pid()
+    names = {
+        "dead": f".data_0123456789ab.pt.{host}.{dead}.k2j4h6g8.tmp",
+        "alive": f".data_0123456789ab.pt.{host}.{os.getpid()}.a1b2c3d4.tmp",
+        "other_host_new": f".data_0123456789ab.pt.elsewhere.{dead}.a1b2c3d4.tmp",
+        "other_host_old": f".data_0123456789ab.pt.elsewhere.{dead}.z9y8x7w6.tmp",
+        "legacy_new": ".data_0123456789ab.q1w2e3r4.tmp.pt",
+        "legacy_old": ".data_0123456789ab.t5y6u7i8.tmp.pt",
+        "unrelated": "notes.tmp.txt",
+    }
+    for name in names.values():
+        (processed / name).write_bytes(b"\x80partial")
+    old = os.stat(processed / names["legacy_old"]).st_mtime - STALE_AFTER - 60
+    for key in ("other_host_old", "legacy_old"):
+        os.utime(processed / names[key], (old, old))
+    ds = MeshFolderDataset(root, log=False)
+    left = set(os.listdir(processed))
+    assert names["dead"] not in left and names["other_host_old"] not in left
+    assert names["legacy_old"] not in left
+    for key in ("alive", "other_host_new", "legacy_new", "unrelated"):
+        assert names[key] in left, key
+    assert osp.basename(ds.processed_paths[0]) in left
+
+
+_KILLED_WRITER = r"""
+import os, signal, sys
+import torch_geometric.io.fs as pyg_fs
+from gdl_pyg.datasets import {cls}
+
+def killed(obj, path):
+    with open(path, "wb") as f:
+        f.write(b"\x80partial")
+        f.flush()
+    print(path, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+pyg_fs.torch_save = killed
+{cls}(sys.argv[1], log=False)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_writer_killed_mid_write_leaves_nothing_behind_next_time(tmp_path):
+    import subprocess
+    import sys
+    root = _meshes(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER.format(cls="MeshFolderDataset"),
+                           str(root)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    tmp = proc.stdout.strip().splitlines()[-1]
+    assert osp.dirname(tmp) == str(root / "processed") and osp.isfile(tmp)
+    assert os.listdir(root / "processed") == [osp.basename(tmp)]  # no cache, one temporary
+    ds = MeshFolderDataset(root, log=False)
+    assert os.listdir(root / "processed") == [osp.basename(ds.processed_paths[0])]
+    assert len(ds) == 5

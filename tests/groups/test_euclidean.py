@@ -25,7 +25,8 @@ def test_o3_samples_both_components():
 def test_e3_moves_points_but_not_vectors():
     gen = torch.Generator().manual_seed(2)
     Q, t = E3().sample(generator=gen)
-    data = Data(pos=torch.randn(7, 3, dtype=torch.float64), v=torch.randn(7, 3, dtype=torch.float64))
+    data = Data(pos=torch.randn(7, 3, dtype=torch.float64),
+                v=torch.randn(7, 3, dtype=torch.float64))
     out = E3().act((Q, t), data, fields={"v": "vector"})
     assert torch.allclose(out.pos, data.pos @ Q.T + t)
     assert torch.allclose(out.v, data.v @ Q.T)
@@ -53,7 +54,8 @@ def test_irreps_fibres_follow_e3nn():
     assert torch.allclose(o3.spherical_harmonics("1o + 2e", out.pos, normalize=True), out.sh,
                           atol=1e-13)
     # parity: under -I, odd-l harmonics flip sign, as the 1o/2e irreps say
-    neg = O3().act(-torch.eye(3, dtype=torch.float64), Data(pos=pos, sh=sh), fields={"sh": "1o + 2e"})
+    neg = O3().act(-torch.eye(3, dtype=torch.float64), Data(pos=pos, sh=sh),
+                   fields={"sh": "1o + 2e"})
     assert torch.allclose(o3.spherical_harmonics("1o + 2e", neg.pos, normalize=True), neg.sh,
                           atol=1e-13)
     with pytest.raises(ValueError, match="dimension"):
@@ -73,3 +75,17 @@ def test_so2_frequencies():
     assert torch.allclose(v.x, x @ R.T)
     with pytest.raises(ValueError, match="2-d points|points"):
         SO2().act(R, Data(pos=torch.zeros(1, 3)))
+
+
+def test_pseudovectors_ignore_inversions():
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.randn(2, 4, 3, dtype=torch.float64, generator=gen)
+    data = Data(a=a, b=b, c=torch.cross(a, b, dim=-1), num_nodes=4)
+    fields = {"a": "vector", "b": "vector", "c": "pseudovector"}
+    for Q in [O3().sample(generator=gen) for _ in range(6)] + [-torch.eye(3, dtype=torch.float64)]:
+        out = O3().act(Q, data, fields=fields)
+        # the cross product of two vectors is a pseudovector
+        assert torch.allclose(out.c, torch.cross(out.a, out.b, dim=-1), atol=1e-12)
+        assert torch.allclose(out.c, torch.det(Q) * data.c @ Q.T, atol=1e-12)
+    out = O3().act(-torch.eye(3, dtype=torch.float64), data, fields=fields)
+    assert torch.equal(out.c, data.c) and torch.equal(out.a, -data.a)

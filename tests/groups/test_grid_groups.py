@@ -74,8 +74,8 @@ def test_continuous_action_on_planar_points():
     pos = torch.randn(10, 2, dtype=torch.float64)
     out = G.act(1, Data(pos=pos))
     angle = torch.atan2(out.pos[:, 1], out.pos[:, 0]) - torch.atan2(pos[:, 1], pos[:, 0])
-    assert torch.allclose(torch.remainder(angle, 2 * torch.pi), torch.full((10,), torch.pi / 3,
-                                                                          dtype=torch.float64))
+    expected = torch.full((10,), torch.pi / 3, dtype=torch.float64)
+    assert torch.allclose(torch.remainder(angle, 2 * torch.pi), expected)
     with pytest.raises(ValueError, match="exactly"):
         G.act(1, grid_to_data(torch.randn(1, 3, 3)))
 
@@ -113,3 +113,57 @@ def test_rotations_act_on_dihedrally_lifted_grids():
                      group_elem=torch.arange(4).repeat(n), grid_shape=pix.grid_shape)
     with pytest.raises(ValueError, match="lifted with 4"):
         D4.act(5, p4_lifted)
+
+
+REGULAR_GROUPS = [CyclicGroup(1), CyclicGroup(3), CyclicGroup(4), CyclicGroup(5),
+                  DihedralGroup(1), DihedralGroup(3), DihedralGroup(4)]
+
+
+@pytest.mark.parametrize("G", REGULAR_GROUPS, ids=lambda G: G.name)
+def test_regular_representation_is_the_left_regular_representation(G):
+    n = G.order
+    e = G.identity()
+    R = {g: G.regular_matrix(g) for g in G.elements()}
+    for g, M in R.items():
+        assert M.shape == (n, n) and M.dtype == torch.float64
+        # a permutation matrix: 0/1 entries, one 1 per row and per column
+        assert set(M.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(M.sum(0), torch.ones(n, dtype=M.dtype))
+        assert torch.equal(M.sum(1), torch.ones(n, dtype=M.dtype))
+        # faithful, with the regular character: trace |G| at e, 0 elsewhere
+        assert torch.equal(M, torch.eye(n, dtype=M.dtype)) == (g == e)
+        assert int(M.trace()) == (n if g == e else 0)
+        # it sends the basis vector of h to that of g h ...
+        for h in G.elements():
+            assert int(M[:, h].argmax()) == G.compose(g, h)
+        # ... so it acts on functions f: G -> R by (g . f)(h) = f(g^-1 h)
+        f = torch.randn(n, dtype=torch.float64)
+        expected = torch.stack([f[G.compose(G.inverse(g), h)] for h in G.elements()])
+        assert torch.equal(M @ f, expected)
+    # a homomorphism: rho(a) rho(b) = rho(ab), rho(a^-1) = rho(a)^T
+    for a in G.elements():
+        for b in G.elements():
+            assert torch.equal(R[a] @ R[b], R[G.compose(a, b)])
+        assert torch.equal(R[G.inverse(a)], R[a].T)
+    # the fibre matrix of C copies is block diagonal, and acts through Data
+    from torch_geometric.data import Data
+    x = torch.randn(5, 2 * n, dtype=torch.float64)
+    for g in G.elements():
+        out = G.act(g, Data(x=x, num_nodes=5), fields={"x": "regular"})
+        assert torch.equal(out.x, x @ torch.block_diag(R[g], R[g]).T)
+
+
+def test_dihedral_group_law():
+    # the group law itself: associative, inverses, and D_N (N >= 3) not abelian
+    for G in (CyclicGroup(5), DihedralGroup(3), DihedralGroup(4)):
+        els = G.elements()
+        for a in els:
+            assert G.compose(a, G.identity()) == a == G.compose(G.identity(), a)
+            assert G.compose(G.inverse(a), a) == G.identity()
+            for b in els:
+                for c in els:
+                    assert G.compose(G.compose(a, b), c) == G.compose(a, G.compose(b, c))
+    D = DihedralGroup(4)
+    r, f = 1, D.N  # the quarter turn and the flip
+    assert D.compose(r, f) != D.compose(f, r)
+    assert D.compose(D.compose(f, r), f) == D.inverse(r)  # f r f = r^-1

@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
@@ -42,9 +40,10 @@ def test_permutations_refuse_fibre_representations():
 def test_gauge_action_composes_and_preserves_vectors():
     n = 6
     gen = torch.Generator().manual_seed(0)
-    e1 = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen, dtype=torch.float64), dim=-1)
-    e2 = torch.nn.functional.normalize(torch.cross(e1, torch.randn(n, 3, generator=gen,
-                                                                   dtype=torch.float64), dim=-1), dim=-1)
+    normalize = torch.nn.functional.normalize
+    e1 = normalize(torch.randn(n, 3, generator=gen, dtype=torch.float64), dim=-1)
+    e2 = normalize(torch.cross(e1, torch.randn(n, 3, generator=gen, dtype=torch.float64),
+                               dim=-1), dim=-1)
     edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
     coeffs = torch.randn(n, 2, generator=gen, dtype=torch.float64)
     data = Data(frame=torch.stack([e1, e2], 1), edge_index=edge_index,
@@ -107,7 +106,8 @@ def test_permutations_relabel_faces_and_index_tensors():
     face = torch.tensor([[0, 1, 2], [2, 3, 4], [4, 5, 0]]).T
     lap_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
     data = Data(pos=pos, face=face, laplacian_index=lap_index,
-                laplacian_weight=torch.randn(3, generator=gen), face_area=torch.rand(3, generator=gen))
+                laplacian_weight=torch.randn(3, generator=gen),
+                face_area=torch.rand(3, generator=gen))
     perm = Permutations().sample(data, generator=gen)
     out = Permutations().act(perm, data)
     assert torch.equal(out.pos[out.face], data.pos[data.face])

@@ -47,10 +47,17 @@ def test_bad_model_output():
         NodeClassificationTask(torch.nn.Linear(2, 2))
 
 
+def _majority_share(y):
+    r"""The accuracy of always predicting the most frequent class of ``y``."""
+    return float(torch.bincount(y).max()) / y.numel()
+
+
 def test_training_logs_masked_metrics(tmp_path):
     torch.manual_seed(0)
     dm = KarateClubDataModule(train_per_class=2, seed=0)
-    task = NodeClassificationTask(GNN(34, 16, 4, dropout=0.5), lr=0.01)
+    # no dropout: 60 full-batch steps fit the 8 labelled nodes and put every one
+    # of 10 seeds tried (torch.manual_seed(0..9)) at >= 10/13 test nodes
+    task = NodeClassificationTask(GNN(34, 16, 4), lr=0.01)
     trainer = Trainer(max_epochs=60, accelerator="cpu", logger=False,
                       enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=str(tmp_path),
@@ -59,7 +66,7 @@ def test_training_logs_masked_metrics(tmp_path):
     metrics = trainer.callback_metrics
     for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
         assert key in metrics
-    assert float(metrics["train/acc"]) >= 0.75  # 8 labelled nodes, dropout on
+    assert float(metrics["train/acc"]) == 1.0  # the 8 labelled nodes
     results = trainer.test(task, dm, verbose=False)[0]
     assert set(results) == {"test/loss", "test/acc", "test/f1"}
     # the logged accuracy is the accuracy on the 13 test nodes
@@ -67,6 +74,15 @@ def test_training_logs_masked_metrics(tmp_path):
     data = dm.test_datasets["test"][0]
     with torch.no_grad():
         pred = task(data).argmax(-1)
-    acc = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+    test = data.test_mask
+    acc = float((pred[test] == data.y[test]).float().mean())
     assert abs(results["test/acc"] - acc) < 1e-6
-    assert acc > 0.6  # above the majority class of the test nodes (8 of 13)
+    # a clear margin over always predicting the majority class (8 of the 13
+    # test nodes, 0.615): at least two more nodes right (seeds 0..9: 0.77-0.85)
+    baseline = _majority_share(data.y[test])
+    assert baseline > 0.6
+    assert acc >= baseline + 0.15, (acc, baseline)
+    # over all 26 unlabelled nodes, where the majority class holds 11 (0.42)
+    unlabelled = ~data.train_mask
+    acc_all = float((pred[unlabelled] == data.y[unlabelled]).float().mean())
+    assert acc_all >= _majority_share(data.y[unlabelled]) + 0.25, acc_all  # seeds 0..9: >= 0.73

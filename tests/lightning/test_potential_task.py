@@ -154,9 +154,110 @@ def test_structures_are_cached_as_tensors(tmp_path):
         for key in ("z", "pos", "energy", "forces"):
             assert torch.equal(a[key], b[key])
     # a corrupt cache is rebuilt, with a warning
-    cache = next((tmp_path / "processed").glob("few_*.pt"))
+    cache = next((tmp_path / "processed").glob("few.xyz.*.pt"))
     cache.write_bytes(b"not a torch file")
     with pytest.warns(UserWarning, match="Rebuilding"):
         third = _cached_structures(path, read)
     assert len(calls) == 2 and torch.equal(third[3].pos, first[3].pos)
     shutil.rmtree(tmp_path / "processed")
+
+
+# ---------------------------------------------------------------------------
+# the atoms cache: content key, corrupt / planted files, temporaries of dead writers
+# ---------------------------------------------------------------------------
+
+def _few(tmp_path, n=5):
+    from gdl_pyg.io import read_xyz, write_xyz
+    src = read_xyz(os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "atoms",
+                                "test.xyz.gz"), index=f":{n}")
+    path = str(tmp_path / "few.xyz")
+    write_xyz(path, src)
+    calls = []
+
+    def read(p):
+        calls.append(p)
+        return read_xyz(p)
+    return path, read, calls
+
+
+def test_atoms_cache_follows_content_not_size_or_mtime(tmp_path):
+    from gdl_pyg.io import read_xyz
+    from gdl_pyg.lightning.potential import _cached_structures
+    path, read, calls = _few(tmp_path)
+    first = _cached_structures(path, read)
+    # change one digit of a coordinate of the last structure: same size, and the
+    # modification time restored to the nanosecond
+    st = os.stat(path)
+    text = open(path).read()
+    i = next(i for i in range(len(text) - 40, 0, -1) if text[i] in "123456789")
+    text = text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:]
+    with open(path, "w") as f:
+        f.write(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    fresh = read_xyz(path)
+    assert not all(torch.equal(a.pos, b.pos) and torch.equal(a.forces, b.forces)
+                   for a, b in zip(fresh, first))
+    again = _cached_structures(path, read)
+    assert len(calls) == 2  # re-parsed, not served from the stale cache
+    for a, b in zip(again, fresh):
+        for key in ("z", "pos", "energy", "forces"):
+            assert torch.equal(a[key], b[key])
+    # one cache per file: the one of the earlier content is gone
+    assert len(list((tmp_path / "processed").glob("few.xyz.*.pt"))) == 1
+
+
+class _Exploit:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling this creates a file
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("kind", ["planted", "truncated", "flipped", "foreign"])
+def test_atoms_cache_corrupt_or_planted_is_rebuilt_never_unpickled(tmp_path, kind):
+    from gdl_pyg.lightning.potential import _cached_structures
+    path, read, calls = _few(tmp_path)
+    first = _cached_structures(path, read)
+    cache = next((tmp_path / "processed").glob("few.xyz.*.pt"))
+    raw = (open(path, "rb").read(), os.stat(path).st_mtime_ns)
+    marker = tmp_path / "pwned.txt"
+    blob = cache.read_bytes()
+    if kind == "planted":
+        torch.save(_Exploit(str(marker)), cache)
+    elif kind == "truncated":
+        cache.write_bytes(blob[: len(blob) // 2])
+    elif kind == "flipped":  # inside a tensor's bytes: torch.load does not notice
+        i = blob.index(first[-1].pos.numpy().tobytes()) + 5
+        cache.write_bytes(blob[:i] + bytes([blob[i] ^ 0xFF]) + blob[i + 1:])
+    else:
+        torch.save({"z": torch.zeros(3)}, cache)
+    with pytest.warns(UserWarning, match="does not load as plain tensors.*Rebuilding"):
+        again = _cached_structures(path, read)
+    assert not marker.exists()
+    assert len(calls) == 2 and len(again) == len(first)
+    for a, b in zip(again, first):
+        for key in ("z", "pos", "energy", "forces"):
+            assert torch.equal(a[key], b[key])
+    assert (open(path, "rb").read(), os.stat(path).st_mtime_ns) == raw
+    assert len(_cached_structures(path, read)) == len(first) and len(calls) == 2
+
+
+def test_atoms_cache_removes_temporaries_of_dead_writers(tmp_path):
+    import subprocess
+    import sys
+
+    from gdl_pyg.datasets._cache import _host
+    from gdl_pyg.lightning.potential import _cached_structures
+    path, read, _ = _few(tmp_path, n=2)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    dead = processed / f".few.xyz.0123.v2.pt.{_host()}.{proc.pid}.abcd1234.tmp"
+    alive = processed / f".few.xyz.0123.v2.pt.{_host()}.{os.getpid()}.abcd1234.tmp"
+    for p in (dead, alive):
+        p.write_bytes(b"\x80partial")
+    _cached_structures(path, read)
+    assert not dead.exists() and alive.exists()

@@ -4,7 +4,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter
 
 from gdl_pyg.domains import grid_to_data
-from gdl_pyg.groups import E3, SO3, CyclicGroup, Permutations
+from gdl_pyg.groups import E3, O3, SO3, CyclicGroup, Permutations
 from gdl_pyg.testing import DEFAULT_TOLERANCE, assert_equivariant, equivariance_error
 
 
@@ -128,3 +128,87 @@ def test_bad_arguments():
         assert_equivariant(lambda x: x[:2], data, Permutations())
     with pytest.raises(ValueError, match="output_keys|outputs"):
         assert_equivariant(lambda x: (x, x, x), data, Permutations())
+
+
+# ---------------------------------------------------------------------------
+# `fields`: how the group acts on the inputs. Each module below is equivariant
+# only when its input field is transformed by the right representation, so a
+# checker that ignored `fields` (or applied the wrong representation) fails.
+# ---------------------------------------------------------------------------
+
+class VectorAlongPosition(torch.nn.Module):
+    """Invariant: <v_i, pos_i - centroid> and |v_i|, for a vector field v (1o)."""
+
+    def forward(self, v, pos):
+        rel = pos - pos.mean(0, keepdim=True)
+        return torch.stack([(v * rel).sum(-1), v.norm(dim=-1)], -1)
+
+
+def test_fields_rotate_input_vectors():
+    gen = torch.Generator().manual_seed(0)
+    data = Data(v=torch.randn(7, 3, generator=gen), pos=torch.randn(7, 3, generator=gen))
+    for rep in ("1x1o", "vector"):
+        res = assert_equivariant(VectorAlongPosition(), data, E3(), fields={"v": rep})
+        assert res.error < 1e-12
+    # without the declaration (v left unrotated) or with a wrong one, it is not
+    for fields in (None, {"v": "trivial"}, {"v": "3x0e"}):
+        with pytest.raises(AssertionError, match="not equivariant"):
+            assert_equivariant(VectorAlongPosition(), data, E3(), fields=fields)
+    # with improper rotations, a pseudovector field is a different representation
+    with pytest.raises(AssertionError):
+        assert_equivariant(VectorAlongPosition(), data, O3(), fields={"v": "1x1e"})
+    assert_equivariant(VectorAlongPosition(), data, O3(), fields={"v": "1x1o"})
+
+
+class RegularToInvariant(torch.nn.Module):
+    """C_N invariant: sum_g x_i[g] <R_g e_1, pos_i - centroid>, x regular."""
+
+    def __init__(self, N):
+        super().__init__()
+        G = CyclicGroup(N)
+        self.register_buffer("dirs", torch.stack([G.matrix(g)[:, 0] for g in G.elements()]))
+
+    def forward(self, x, pos):
+        rel = pos - pos.mean(0, keepdim=True)
+        return ((x * (rel @ self.dirs.T)).sum(-1, keepdim=True))
+
+
+def test_fields_permute_regular_features():
+    gen = torch.Generator().manual_seed(1)
+    G = CyclicGroup(5)
+    data = Data(x=torch.randn(6, 5, generator=gen), pos=torch.randn(6, 2, generator=gen))
+    res = assert_equivariant(RegularToInvariant(5), data, G, fields={"x": "regular"})
+    assert res.num_elements == 5 and res.error < 1e-12
+    for fields in (None, {"x": "trivial"}):
+        with pytest.raises(AssertionError, match="C5"):
+            assert_equivariant(RegularToInvariant(5), data, G, fields=fields)
+
+
+class GaugeFeaturesToTangent(torch.nn.Module):
+    """Gauge invariant: features of orders (0, 1, 2) expressed in 3-D through
+    the frame (a scalar, a tangent vector, a symmetric traceless tensor)."""
+
+    def forward(self, x, frame):
+        e1, e2 = frame[:, 0], frame[:, 1]
+        vec = x[:, 1:2] * e1 + x[:, 2:3] * e2
+        outer = lambda a, b: a.unsqueeze(-1) * b.unsqueeze(-2)  # noqa: E731
+        ten = (x[:, 3, None, None] * (outer(e1, e1) - outer(e2, e2))
+               + x[:, 4, None, None] * (outer(e1, e2) + outer(e2, e1)))
+        return torch.cat([x[:, :1], vec, ten.flatten(1)], -1)
+
+
+def test_fields_rotate_gauge_features():
+    from gdl_pyg.groups import GaugeGroup
+    gen = torch.Generator().manual_seed(2)
+    n = 8
+    e1 = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1)
+    e2 = torch.nn.functional.normalize(torch.cross(e1, torch.randn(n, 3, generator=gen),
+                                                   dim=-1), dim=-1)
+    data = Data(x=torch.randn(n, 5, generator=gen), frame=torch.stack([e1, e2], 1))
+    res = assert_equivariant(GaugeFeaturesToTangent(), data, GaugeGroup(),
+                             fields={"x": "gauge:0,1,2"})
+    assert res.error < 1e-12
+    assert_equivariant(GaugeFeaturesToTangent(), data, GaugeGroup(), fields={"x": (0, 1, 2)})
+    for fields in (None, {"x": "gauge:0,1,1"}, {"x": "gauge:0,2,1"}):
+        with pytest.raises(AssertionError, match="SO\\(2\\)"):
+            assert_equivariant(GaugeFeaturesToTangent(), data, GaugeGroup(), fields=fields)
