@@ -9,7 +9,8 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor
 
 from gdl_pyg.nn.conv.message_passing_conv import check_choice
-from gdl_pyg.utils import check_channels
+from gdl_pyg.nn._checks import check_index
+from gdl_pyg.utils import check_channels, check_features
 
 __all__ = ["DeepSetsConv"]
 
@@ -72,11 +73,9 @@ class DeepSetsConv(MessagePassing):
             raise ValueError(f"'{type(self).__name__}' expected node features of shape "
                              f"[num_nodes, {self.in_channels}] (got "
                              f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__})")
+        check_features(x, type(self).__name__, "x", dims=(2,))
         check_channels(x, self.in_channels, type(self).__name__)
-        if batch is not None and (not isinstance(batch, Tensor) or batch.shape != (x.size(0),)):
-            got = list(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
-            raise ValueError(f"'{type(self).__name__}' expected a 'batch' vector of shape "
-                             f"[{x.size(0)}], one graph id per row of 'x' (got {got})")
+        check_index(batch, x.size(0), type(self).__name__, "batch", batch_size)
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
             batch_size = 1

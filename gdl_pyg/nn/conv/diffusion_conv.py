@@ -9,7 +9,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter, to_dense_batch
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.nn._checks import check_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["DiffusionConv"]
 
@@ -145,14 +146,13 @@ class DiffusionConv(MessagePassing):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.channels:
             raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
                              f"{self.channels}] (got {_shape(x)})")
+        check_features(x, name, "x", dims=(2,))  # integer x would give NaN
         N = x.size(0)
         if not isinstance(mass, Tensor) or mass.dim() != 1 or mass.numel() != N:
             raise ValueError(f"'{name}' expected 'mass' of shape [{N}] (got {_shape(mass)}); "
                              f"it is computed by 'MeshGeometry' (meshes) or "
                              f"'PointCloudLaplacian' (point clouds)")
-        if batch is not None and (not isinstance(batch, Tensor) or batch.dim() != 1
-                                  or batch.numel() != N):
-            raise ValueError(f"'{name}' expected 'batch' of shape [{N}] (got {_shape(batch)})")
+        check_index(batch, N, name, "batch")
         t = self.time().to(x.dtype)
         if self.method == "spectral":
             return self._spectral(x, mass, evals, evecs, batch, t)
@@ -207,6 +207,8 @@ class DiffusionConv(MessagePassing):
                              f"'laplacian_weight' [nnz] (got {_shape(laplacian_index)} and "
                              f"{_shape(laplacian_weight)})")
         N = x.size(0)
+        if N == 0:  # an empty graph: nothing to diffuse (and no spectral bound to take)
+            return x.clone()
         w = laplacian_weight.to(x.dtype)
         inv_mass = 1.0 / mass.to(x.dtype)
         # Gershgorin bound of the spectrum of M^-1 L, per graph (per node)

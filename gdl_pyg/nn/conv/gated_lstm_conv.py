@@ -202,6 +202,9 @@ class GatedLSTMConv(MessagePassing):
         else:
             _check_state(name, h0, lay, self.hidden_channels)
             h, c = h0, zeros
+        if lay.max_length == 0:  # no nodes: empty outputs of the right width
+            empty = x.new_zeros(0, self.hidden_channels)
+            return (empty, empty.clone()) if return_cell else empty
         gx = _pad(F.linear(x, self.weight_ih, self.bias_ih), lay)  # [T, S, 4 * H]
         if dt is not None:
             _check_dt(name, dt, x.size(0))

@@ -9,7 +9,7 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 
 from gdl_pyg.domains.sequence import SequenceLayout, sequence_layout
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GatedRecurrentConv"]
 
@@ -19,6 +19,7 @@ def _check_x(name: str, x: Tensor, in_channels: int) -> None:
         got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
                          f"{in_channels}] (got {got})")
+    check_features(x, name, "x", dims=(2,))
 
 
 def _pad(value: Tensor, lay: SequenceLayout, fill: float = 0.0) -> Tensor:
@@ -33,6 +34,9 @@ def _get_layout(name: str, edge_index: Tensor, num_nodes: int,
     if layout is None or edge_index is not None:  # (a layout alone needs no edges)
         check_edge_index(edge_index, num_nodes, name)
     if layout is None:
+        if num_nodes == 0:  # an empty batch: no sequences ('sequence_layout' needs a node)
+            empty = torch.zeros(0, dtype=torch.long, device=edge_index.device)
+            return SequenceLayout(empty, empty, empty, empty, empty, 0, 0)
         return sequence_layout(edge_index, num_nodes)
     if not isinstance(layout, SequenceLayout):
         raise TypeError(f"'{name}' expected 'layout' to be a SequenceLayout made by "
@@ -285,6 +289,8 @@ class GatedRecurrentConv(MessagePassing):
         else:
             _check_state(name, h0, lay, self.hidden_channels)
             h = h0
+        if lay.max_length == 0:  # no nodes: an empty output of the right width
+            return x.new_zeros(0, self.hidden_channels)
         gx = _pad(F.linear(x, self.weight_ih, self.bias_ih), lay)  # [T, S, k * H]
         if dt is not None:
             _check_dt(name, dt, x.size(0))

@@ -19,7 +19,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GEMConv", "gem_kernel_basis", "self_interaction_basis", "transport"]
 
@@ -310,6 +310,7 @@ class GEMConv(MessagePassing):
                 f"(in_channels={self.in_channels}; in_order={self.in_order} implies "
                 f"2*{self.in_order}+1={d} components: order 0, then a (cos, sin) pair per "
                 f"order) (got {list(x.shape)})")
+        check_features(x, name, "x", dims=(3,))
         # (a data-dependent check: skipped while torch.compile traces the layer)
         if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
             raise ValueError(f"'{name}' received an 'x' with NaN or infinite values")
@@ -360,7 +361,7 @@ class GEMConv(MessagePassing):
         # parallel transport to i (c), then into the edge's frame (-phi)
         xt = transport(x_j, edge_connection - phi)  # [E, C_in, 2M+1]
         # e: edge, k: ring, c: in channel, i: in component
-        u = torch.einsum("ek,eci->ekci", radial, xt).reshape(E, -1)
+        u = torch.einsum("ek,eci->ekci", radial, xt).flatten(1)  # [E, R * C_in * (2M+1)]
         y = (u @ weight).view(E, self.out_channels, _rep_dim(self.out_order))
         return transport(y, phi)  # back to i's frame: rho_out(phi)
 

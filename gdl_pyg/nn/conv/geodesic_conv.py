@@ -11,7 +11,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GeodesicConv"]
 
@@ -250,6 +250,7 @@ class GeodesicConv(MessagePassing):
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
                              f"{self.in_channels}] (got {list(x.shape)})")
+        check_features(x, name, "x", dims=(2,))
         check_edge_index(edge_index, x.size(0), name)
         if not isinstance(edge_index, Tensor) or edge_index.is_sparse \
                 or edge_index.layout != torch.strided:

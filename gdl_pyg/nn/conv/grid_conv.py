@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GridConv"]
 
@@ -176,6 +176,7 @@ class GridConv(MessagePassing):
         if x.size(1) != self.in_channels:
             raise ValueError(f"'GridConv' expected x with {self.in_channels} channels "
                              f"(got {x.size(1)})")
+        check_features(x, "GridConv", "x", dims=(2,))
 
     def _shape_of(self, grid_shape: Union[Tensor, Sequence[int]]) -> Tuple[int, ...]:
         if isinstance(grid_shape, Tensor):

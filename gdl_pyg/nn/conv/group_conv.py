@@ -12,7 +12,7 @@ from gdl_pyg.domains.lifted_grid import (group_index_table, kernel_index_table,
 from gdl_pyg.groups.grid import CyclicGroup
 from gdl_pyg.nn.conv.lifting_conv import (GridShape, _check_channels, _check_edge_offset,
                                           _check_kernel_size, _offset_index, _spatial_shape)
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GroupConv"]
 
@@ -118,10 +118,12 @@ class GroupConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_offset: Tensor,
                 group_elem: Tensor, grid_shape: GridShape = None) -> Tensor:
-        if x.dim() != 2 or x.size(-1) != self.in_channels:
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"'{type(self).__name__}' expected lifted features of shape "
                              f"[num_nodes * {self.order}, {self.in_channels}] "
-                             f"(got {list(x.shape)})")
+                             f"(got {got})")
+        check_features(x, type(self).__name__, "x", dims=(2,))
         if grid_shape is not None:
             out = self._forward_grid(x, grid_shape)
         else:

@@ -9,7 +9,7 @@ from torch_geometric.nn import MessagePassing
 
 from gdl_pyg.domains.lifted_grid import kernel_index_table, resolve_grid_group, wallpaper_name
 from gdl_pyg.groups.grid import CyclicGroup
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["LiftingConv"]
 
@@ -179,9 +179,11 @@ class LiftingConv(MessagePassing):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_offset: Tensor,
                 grid_shape: GridShape = None) -> Tensor:
-        if x.dim() != 2 or x.size(-1) != self.in_channels:
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"'{type(self).__name__}' expected pixel features of shape "
-                             f"[num_nodes, {self.in_channels}] (got {list(x.shape)})")
+                             f"[num_nodes, {self.in_channels}] (got {got})")
+        check_features(x, type(self).__name__, "x", dims=(2,))
         if grid_shape is not None:
             out = self._forward_grid(x, grid_shape)
         else:

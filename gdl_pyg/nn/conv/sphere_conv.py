@@ -8,7 +8,8 @@ from torch.nn import Parameter
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.nn._checks import check_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["SphereConv"]
 
@@ -117,7 +118,8 @@ class SphereConv(MessagePassing):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def _check(self, x: Tensor, pos: Tensor) -> None:
+    def _check(self, x: Tensor, pos: Tensor, mass: Optional[Tensor] = None,
+               batch: Optional[Tensor] = None) -> None:
         name = type(self).__name__
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
             shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -128,12 +130,22 @@ class SphereConv(MessagePassing):
             shape = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
             raise ValueError(f"'{name}' expected 'pos' of shape [{x.size(0)}, 3] (points on the "
                              f"unit sphere, e.g. from 'gdl_pyg.domains.icosphere') (got {shape})")
+        check_features(x, name, "x", dims=(2,))
+        check_features(pos, name, "pos", dims=(2,))
         if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(pos).all()):
             raise ValueError(f"'{name}' received NaN or infinite values in 'x' or 'pos'")
+        # checked for both kernels, so that a wrong 'mass' is never silently ignored
+        if mass is not None:
+            check_features(mass, name, "mass", dims=(1,))
+            if mass.size(0) != x.size(0):
+                raise ValueError(f"'{name}' expected 'mass' of shape [{x.size(0)}], one area "
+                                 f"per vertex (got {list(mass.shape)}); pass the 'mass' of "
+                                 f"these vertices (e.g. data.mass of 'icosphere')")
+        check_index(batch, x.size(0), name, "batch")
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Optional[Tensor] = None,
                 mass: Optional[Tensor] = None, batch: Optional[Tensor] = None) -> Tensor:
-        self._check(x, pos)
+        self._check(x, pos, mass, batch)
         if self.kernel == "isotropic":
             out = self._isotropic(x, pos, edge_index)
         else:

@@ -14,7 +14,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.typing import OptTensor
 
 from gdl_pyg import typing as _typing
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["TensorFieldConv"]
 
@@ -363,6 +363,8 @@ class TensorFieldConv(MessagePassing):
     def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor,
                 edge_attr: OptTensor = None) -> Tensor:
         self._check(x, pos, edge_index, edge_attr)
+        if edge_index.dtype != torch.long:  # int32 like PyG; the scatters need int64
+            edge_index = edge_index.long()
         src, dst = edge_index[0], edge_index[1]
         vec = pos.index_select(0, src) - pos.index_select(0, dst)  # r_ij = p_j - p_i [E, 3]
         sh = self.sh(vec)                                          # [E, irreps_sh.dim]
@@ -424,8 +426,7 @@ class TensorFieldConv(MessagePassing):
         if x.dim() != 2 or x.size(-1) != self.irreps_in.dim:
             raise ValueError(f"'{name}' expected 'x' of shape [num_nodes, {self.irreps_in.dim}] "
                              f"for irreps_in={self.irreps_in} (got {list(x.shape)})")
-        if x.size(0) == 0:
-            raise ValueError(f"'{name}' received an empty graph (no nodes)")
+        check_features(x, name, "x", dims=(2,))
         if pos.dim() != 2 or pos.size(-1) != 3 or pos.size(0) != x.size(0):
             raise ValueError(f"'{name}' expected 'pos' of shape [{x.size(0)}, 3] "
                              f"(got {list(pos.shape)})")

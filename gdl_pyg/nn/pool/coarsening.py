@@ -23,6 +23,7 @@ from torch_geometric.nn.pool.consecutive import consecutive_cluster
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
+from gdl_pyg.nn._checks import check_index
 from gdl_pyg.utils import check_edge_index
 
 __all__ = ["heavy_edge_matching", "coarsen", "GraclusPooling"]
@@ -60,6 +61,8 @@ def heavy_edge_matching(edge_index: Tensor, edge_weight: OptTensor = None,
     if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
         raise TypeError(f"'heavy_edge_matching' expected a dense 'edge_index' [2, num_edges] "
                         f"(got {type(edge_index).__name__} with a sparse layout)")
+    if edge_index.dtype != torch.long:  # int32 is accepted, as in PyG
+        edge_index = edge_index.long()
     device = edge_index.device
     N = int(edge_index.max()) + 1 if num_nodes is None and edge_index.numel() else (num_nodes or 0)
     E = edge_index.size(1)
@@ -181,13 +184,16 @@ class GraclusPooling(torch.nn.Module):
         if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
             raise TypeError(f"'{name}' expected a dense 'edge_index' [2, num_edges] (got "
                             f"{type(edge_index).__name__} with a sparse layout)")
+        if edge_index.dtype != torch.long:  # int32 is accepted, as in PyG
+            edge_index = edge_index.long()
         E = edge_index.size(1)
-        for key, val in (("edge_weight", edge_weight), ("batch", batch)):
-            n = E if key == "edge_weight" else N
-            if val is not None and (not isinstance(val, Tensor) or val.shape != (n,)):
-                got = list(val.shape) if isinstance(val, Tensor) else type(val).__name__
-                raise ValueError(f"'{name}' expected '{key}' of shape [{n}], one entry per "
-                                 f"{'edge' if key == 'edge_weight' else 'node'} (got {got})")
+        if edge_weight is not None and (not isinstance(edge_weight, Tensor)
+                                        or edge_weight.shape != (E,)):
+            got = list(edge_weight.shape) if isinstance(edge_weight, Tensor) else \
+                type(edge_weight).__name__
+            raise ValueError(f"'{name}' expected 'edge_weight' of shape [{E}], one entry per "
+                             f"edge (got {got})")
+        check_index(batch, N, name, "batch")
         gen = torch.Generator().manual_seed(self.seed)
         # the feature width (x[0].numel() fails on a graph without nodes)
         width = math.prod(x.shape[1:])

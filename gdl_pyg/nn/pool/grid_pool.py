@@ -12,6 +12,7 @@ from torch_geometric.utils import scatter
 
 from gdl_pyg.domains.grid import grid_graph, grid_shape_of
 from gdl_pyg.groups.base import attr_level, num_graphs_of
+from gdl_pyg.nn._checks import check_index
 from gdl_pyg.utils import check_edge_index
 
 __all__ = ["GridPool"]
@@ -200,7 +201,10 @@ class GridPool(torch.nn.Module):
         if x.dim() != 2:
             raise ValueError(f"'GridPool' expected 'x' of shape [num_nodes, C] "
                              f"(got {list(x.shape)})")
+        check_index(data.get("batch"), x.size(0), "GridPool", "batch")
         lifted = "group_elem" in data and data.group_elem is not None
+        if lifted:
+            check_index(data.group_elem, x.size(0), "GridPool", "group_elem")
         G = int(data.group_elem.max()) + 1 if lifted and data.group_elem.numel() else 1
         B = num_graphs_of(data)
         n = math.prod(shape)

@@ -4,6 +4,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from gdl_pyg.groups.base import attr_level
+from gdl_pyg.nn._checks import check_index
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["GroupPool", "group_pool"]
 
@@ -85,8 +87,28 @@ class GroupPool(torch.nn.Module):
             raise ValueError(f"'GroupPool' expected a lifted grid 'Data' with 'group_elem' "
                              f"and '{key}' (made by 'lift_grid' and a 'LiftingConv')")
         ge = data.group_elem
+        x = data[key]
+        if not isinstance(x, Tensor) or x.dim() < 1:
+            got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"'GroupPool' expected lifted features '{key}' of shape "
+                             f"[num_nodes * |G|, *] (got {got})")
+        N = x.size(0)
+        check_index(ge, N, "GroupPool", "group_elem")
+        pos = data.get("pos")
+        if isinstance(pos, Tensor) and (pos.dim() < 1 or pos.size(0) != N):
+            raise ValueError(f"'GroupPool' expected 'pos' with one row per node of '{key}' "
+                             f"({N}) (got shape {list(pos.shape)})")
+        check_index(data.get("batch"), N, "GroupPool", "batch")
+        ei = data.get("edge_index")
+        if ei is not None:
+            check_edge_index(ei, N, "GroupPool")
+            off = data.get("edge_offset")
+            if off is not None and (not isinstance(off, Tensor) or off.dim() < 1
+                                    or off.size(0) != ei.size(1)):
+                got = list(off.shape) if isinstance(off, Tensor) else type(off).__name__
+                raise ValueError(f"'GroupPool' expected 'edge_offset' with one row per column "
+                                 f"of 'edge_index' ({ei.size(1)}) (got {got})")
         G = int(ge.max()) + 1 if ge.numel() > 0 else 1
-        N = ge.numel()
         if N % G or not bool((ge.view(-1, G) == torch.arange(G, device=ge.device)).all()):
             raise ValueError(f"'GroupPool' expected the lifted layout: node i * {G} + h for "
                              f"pixel i and group element h")

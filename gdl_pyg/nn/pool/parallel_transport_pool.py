@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.utils import _debug_enabled, _is_compiling
+from gdl_pyg.nn._checks import check_index
 
 __all__ = ["ParallelTransportPool", "ParallelTransportUnpool"]
 
@@ -43,22 +43,6 @@ def _check(name: str, x: Tensor, cluster: Tensor, transport: Tensor, n: int,
                              f"(got {shape})")
     if cluster.is_floating_point():
         raise TypeError(f"'{name}' expected an integer 'cluster' (got {cluster.dtype})")
-
-
-def _check_cluster_range(name: str, cluster: Tensor, num_coarse: Optional[int]) -> None:
-    r"""Every entry of ``cluster`` in ``[0, num_coarse)``, with the cost policy
-    of :mod:`gdl_pyg.utils` (always on the CPU, on accelerators only under
-    :func:`torch_geometric.debug`, never while compiling)."""
-    if cluster.numel() == 0 or _is_compiling() or \
-            (cluster.device.type != "cpu" and not _debug_enabled()):
-        return
-    lo, hi = int(cluster.min()), int(cluster.max())
-    if lo < 0:
-        raise ValueError(f"'{name}' found a negative index ({lo}) in 'cluster'; coarse "
-                         f"vertex ids must lie in [0, num_coarse)")
-    if num_coarse is not None and hi >= num_coarse:
-        raise ValueError(f"'{name}' found index {hi} in 'cluster' but there are only "
-                         f"{num_coarse} coarse vertices (ids must lie in [0, {num_coarse}))")
 
 
 class ParallelTransportPool(torch.nn.Module):
@@ -100,7 +84,7 @@ class ParallelTransportPool(torch.nn.Module):
         """
         _check(type(self).__name__, x, cluster, transport, x.size(0) if isinstance(x, Tensor)
                else -1, "fine")
-        _check_cluster_range(type(self).__name__, cluster, num_coarse)
+        check_index(cluster, None, type(self).__name__, "cluster", num_coarse)
         if num_coarse is None:
             num_coarse = int(cluster.max()) + 1 if cluster.numel() else 0
         return scatter(_rotate(x, transport), cluster, dim=0, dim_size=num_coarse,
@@ -141,7 +125,7 @@ class ParallelTransportUnpool(torch.nn.Module):
         """
         _check(type(self).__name__, x, cluster, transport,
                cluster.numel() if isinstance(cluster, Tensor) else -1, "coarse")
-        _check_cluster_range(type(self).__name__, cluster, x.size(0))
+        check_index(cluster, None, type(self).__name__, "cluster", x.size(0))
         return _rotate(x.index_select(0, cluster), -transport)
 
     def reset_parameters(self):

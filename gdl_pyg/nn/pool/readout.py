@@ -8,15 +8,18 @@ from torch_geometric.nn.aggr import AttentionalAggregation
 from torch_geometric.nn.pool import global_add_pool, global_max_pool, global_mean_pool
 from torch_geometric.typing import OptTensor
 
-from gdl_pyg.utils import check_channels
+from gdl_pyg.nn._checks import check_index
+from gdl_pyg.utils import check_channels, check_features
 
 __all__ = ["SumReadout", "MeanReadout", "MaxReadout", "AttentionReadout"]
 
 
-def _check_x(cls: str, x: Tensor) -> None:
+def _check_x(cls: str, x: Tensor, batch: OptTensor = None,
+             batch_size: Optional[int] = None) -> None:
     if not isinstance(x, Tensor) or x.dim() < 1:
         raise ValueError(f"'{cls}' expected node features of shape [num_nodes, *] (got "
                          f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__})")
+    check_index(batch, x.size(0), cls, "batch", batch_size)
 
 
 class _Readout(torch.nn.Module):
@@ -41,7 +44,7 @@ class SumReadout(_Readout):
 
     def forward(self, x: Tensor, batch: OptTensor = None,
                 batch_size: Optional[int] = None) -> Tensor:
-        _check_x(type(self).__name__, x)
+        _check_x(type(self).__name__, x, batch, batch_size)
         return global_add_pool(x, batch, batch_size)
 
 
@@ -58,7 +61,7 @@ class MeanReadout(_Readout):
 
     def forward(self, x: Tensor, batch: OptTensor = None,
                 batch_size: Optional[int] = None) -> Tensor:
-        _check_x(type(self).__name__, x)
+        _check_x(type(self).__name__, x, batch, batch_size)
         return global_mean_pool(x, batch, batch_size)
 
 
@@ -75,7 +78,7 @@ class MaxReadout(_Readout):
 
     def forward(self, x: Tensor, batch: OptTensor = None,
                 batch_size: Optional[int] = None) -> Tensor:
-        _check_x(type(self).__name__, x)
+        _check_x(type(self).__name__, x, batch, batch_size)
         return global_max_pool(x, batch, batch_size)
 
 
@@ -128,7 +131,8 @@ class AttentionReadout(_Readout):
 
     def forward(self, x: Tensor, batch: OptTensor = None,
                 batch_size: Optional[int] = None) -> Tensor:
-        _check_x(type(self).__name__, x)
+        check_features(x, type(self).__name__, "x", dims=(2,))
+        _check_x(type(self).__name__, x, batch, batch_size)
         check_channels(x, self.in_channels, type(self).__name__)
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)

@@ -333,8 +333,13 @@ def test_bad_input():
     pos[3, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         conv(data.x, pos, data.edge_index)
-    with pytest.raises(ValueError, match="empty graph"):
-        conv(data.x[:0], data.pos[:0], data.edge_index[:, :0])
+    # an empty graph is a valid input (an empty batch): an empty output
+    out = conv(data.x[:0], data.pos[:0], data.edge_index[:, :0])
+    assert out.shape == (0, conv.irreps_out.dim) and out.dtype == data.x.dtype
+    with pytest.raises(TypeError, match="'TensorFieldConv' expected 'x' to be floating point"):
+        conv(data.x.long(), data.pos, data.edge_index)
+    torch.testing.assert_close(conv(data.x, data.pos, data.edge_index.int()),
+                               conv(data.x, data.pos, data.edge_index))
     with pytest.raises(ValueError, match=r"'TensorFieldConv' expected 'edge_index' "
                        r".*shape \[2, num_edges\].*transposed"):
         conv(data.x, data.pos, data.edge_index.t())
