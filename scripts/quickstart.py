@@ -24,7 +24,7 @@ import re
 import time
 from typing import Dict, List, Optional, Set
 
-from gdl_pyg.lightning.cli import config_path, main
+from gdl_pyg.lightning.cli import main, resolve_checkpoint
 
 DEFAULT = "gcnn_digits"
 COMPARE = ["gcnn_digits", "cnn_digits"]
@@ -52,12 +52,10 @@ def _model_name(run: str, fallback: str) -> str:
 
 
 def run_config(name: str, out: str, extra: List[str]) -> Dict[str, object]:
-    r"""``fit`` then ``test`` of the shipped config ``name``; returns the
-    accuracies, wall times and paths."""
-    cfg = config_path(name)
+    r"""``fit`` then ``test`` (with ``--ckpt_path best``) of the shipped
+    config ``name``; returns the accuracies, wall times and paths."""
     root = os.path.join(out, name)
-    common = ["--config", cfg, "--trainer.default_root_dir", root,
-              "--trainer.logger.init_args.save_dir", root] + extra
+    common = ["--config", name, "--trainer.default_root_dir", root] + extra
 
     before = _versions(root)
     start = time.perf_counter()
@@ -67,17 +65,15 @@ def run_config(name: str, out: str, extra: List[str]) -> Dict[str, object]:
     if not new:
         raise RuntimeError(f"'fit' of {name} created no run folder under {root}")
     run = _newest(new)
-    ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "*.ckpt")))
-    if not ckpts:
+    if not glob.glob(os.path.join(run, "checkpoints", "*.ckpt")):
         raise RuntimeError(f"'fit' of {name} saved no checkpoint in {run}")
 
-    before = _versions(root)
     start = time.perf_counter()
-    main(["test"] + common + ["--ckpt_path", ckpts[-1]])
+    main(["test"] + common + ["--ckpt_path", "best"])  # writes into the same run folder
     test_time = time.perf_counter() - start
-    test_run = _newest(_versions(root) - before)
-    with open(os.path.join(test_run, "test_results.json")) as f:
+    with open(os.path.join(run, "test_results.json")) as f:
         results = json.load(f)
+    best = resolve_checkpoint(root, "best")
     png = os.path.join(run, "learning_curves.png")
     return {
         "config": name,
@@ -87,7 +83,7 @@ def run_config(name: str, out: str, extra: List[str]) -> Dict[str, object]:
         "fit_s": fit_time,
         "test_s": test_time,
         "run": run,
-        "checkpoint": ckpts[-1],
+        "checkpoint": best,
         "png": png if os.path.isfile(png) else None,
     }
 

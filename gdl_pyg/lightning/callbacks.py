@@ -4,12 +4,14 @@ table of test results, both written into the run folder
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-__all__ = ["LearningCurvePlot", "ResultsPrinter", "run_dir"]
+__all__ = ["LearningCurvePlot", "ResultsPrinter", "PredictionWriter", "ResumeState",
+           "LastCheckpoint", "run_dir"]
 
 
 def run_dir(trainer: Trainer) -> str:
@@ -69,8 +71,18 @@ class LearningCurvePlot(Callback):
                 self.history.setdefault(key, {})[trainer.current_epoch] = value
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.history = {}
+        if not getattr(self, "_restored", False):  # a resumed run keeps its earlier epochs
+            self.history = {}
+        self._restored = False
         self.path = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"history": {k: dict(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.history = {k: {int(e): float(v) for e, v in h.items()}
+                        for k, h in state_dict.get("history", {}).items()}
+        self._restored = True
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer, "train")
@@ -177,3 +189,352 @@ class ResultsPrinter(Callback):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(filename={self.filename!r})"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    r"""Keeps ``last.ckpt``, the state at the end of the latest epoch, in the
+    run's ``checkpoints/`` folder, overwritten every epoch.
+
+    Lightning's own ``ModelCheckpoint(save_last=True)`` refreshes
+    ``last.ckpt`` only when it also saves a best checkpoint, so after an
+    epoch that did not improve the monitored metric, "last" is stale and a
+    run resumed from it repeats epochs. ``gdl-pyg fit`` adds this callback
+    (with :class:`ResumeState`), so ``--ckpt_path last`` always continues
+    from the newest epoch. Takes :class:`~lightning.pytorch.callbacks.
+    ModelCheckpoint`'s arguments; the defaults here are
+    ``filename="last"``, ``monitor=None``, ``save_top_k=1``.
+    """
+
+    def __init__(self, dirpath: Optional[str] = None, filename: str = "last", **kwargs):
+        kwargs.setdefault("monitor", None)
+        kwargs.setdefault("save_top_k", 1)
+        kwargs.setdefault("enable_version_counter", False)
+        kwargs.setdefault("save_last", False)
+        super().__init__(dirpath=dirpath, filename=filename, **kwargs)
+
+
+class ResumeState(Callback):
+    r"""Stores the random state of :mod:`torch` (CPU and CUDA), :mod:`numpy`
+    and :mod:`random` in every checkpoint and restores it when training
+    resumes, so that a run resumed with ``--ckpt_path last`` draws the same
+    shuffles and dropout masks as one that was never interrupted (Lightning
+    itself restores the weights, optimizer, scheduler and loop counters). The
+    ``gdl-pyg`` command adds it to every trainer. Everything is stored as
+    tensors and numbers, so the checkpoint still loads with
+    ``weights_only=True``."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        py = random.getstate()
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "python": [py[0], list(py[1]), py[2]],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                      float(cached)],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        if "torch" in state_dict:
+            torch.set_rng_state(state_dict["torch"])
+        if "python" in state_dict:
+            version, internal, gauss = state_dict["python"]
+            random.setstate((version, tuple(internal), gauss))
+        if "numpy" in state_dict:
+            name, keys, pos, has_gauss, cached = state_dict["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+def _palette(labels, num_classes: Optional[int] = None):
+    import matplotlib
+    import numpy as np
+    n = max(int(labels.max()) + 1 if labels.size else 1, num_classes or 0)
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "turbo"]
+    values = labels % cmap.N if n <= 20 else labels / max(n - 1, 1)
+    return (np.asarray(cmap(values))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _ramp(values):
+    import matplotlib
+    import numpy as np
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    return (np.asarray(matplotlib.colormaps["viridis"](scaled))[:, :3] * 255).round() \
+        .astype(np.uint8)
+
+
+class PredictionWriter(Callback):
+    r"""Writes what :meth:`~lightning.pytorch.Trainer.predict` returns as
+    files people open, into ``<run folder>/predictions/`` (the checkpoint's
+    run folder when ``gdl-pyg predict`` is given one), and prints where:
+
+    * ``<set>.csv`` per predict set: a row per graph (``graph``, the
+      prediction(s), ``target`` when the data has one) for graph-level
+      outputs, or a row per node (``graph``, ``node``, ...) for node-level
+      outputs; a task returning both (e.g. energies and forces, named by its
+      ``prediction_names``) gets ``<set>.csv`` and ``<set>_nodes.csv``;
+    * for node-level outputs on data with 3-D ``pos`` (meshes, point clouds,
+      molecules): ``<set>_<i>.ply``, the example coloured by its predicted
+      label (or, on a colour ramp, by the predicted value or the length of a
+      predicted vector) with a ``prediction`` vertex property, for the first
+      :obj:`max_files` examples, and ``<set>.png``, a rendering of the first
+      few side by side.
+
+    The ``gdl-pyg predict`` command adds it when the config has none. Nothing
+    is written during ``fast_dev_run``.
+
+    Args:
+        folder (str, optional): the folder inside the run folder.
+            (default: :obj:`"predictions"`)
+        max_files (int, optional): PLY files written per predict set.
+            (default: :obj:`16`)
+        max_render (int, optional): examples drawn in each PNG. (default: :obj:`6`)
+    """
+
+    def __init__(self, folder: str = "predictions", max_files: int = 16, max_render: int = 6):
+        super().__init__()
+        if max_files < 0 or max_render < 0:
+            raise ValueError(f"'PredictionWriter' expected non-negative max_files and "
+                             f"max_render (got {max_files}, {max_render})")
+        self.folder = folder
+        self.max_files = max_files
+        self.max_render = max_render
+        self.paths: List[str] = []
+        self._records: Dict[int, list] = {}
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._records = {}
+        self.paths = []
+
+    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
+                             batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        named = _named_outputs(outputs, getattr(pl_module, "prediction_names", None))
+        if not named:
+            return
+        self._records.setdefault(dataloader_idx, []).append(
+            (named, batch.to("cpu") if hasattr(batch, "to") else batch))
+
+    def _set_names(self, trainer: Trainer) -> List[str]:
+        dm = getattr(trainer, "datamodule", None)
+        names = list(getattr(dm, "predict_names", []) or []) if dm is not None else []
+        return [str(n) for n in names]
+
+    @rank_zero_only
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._records or trainer.fast_dev_run:  # as Lightning's own writers
+            self._records = {}
+            return
+        names = self._set_names(trainer)
+        out_dir = os.path.join(run_dir(trainer), self.folder)
+        os.makedirs(out_dir, exist_ok=True)
+        for idx in sorted(self._records):
+            name = names[idx] if idx < len(names) else f"set{idx}"
+            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            self._write_set(out_dir, name, self._records[idx], pl_module)
+        self._records = {}
+        rank_zero_info(f"Predictions saved to {out_dir}: " +
+                       ", ".join(os.path.basename(p) for p in self.paths[:8]) +
+                       (f" and {len(self.paths) - 8} more" if len(self.paths) > 8 else ""))
+
+    def _write_set(self, out_dir: str, name: str, records: list, pl_module) -> None:
+        import numpy as np
+
+        tables = {"graph": ([], []), "node": ([], [])}  # level -> (header parts, rows)
+        examples = []
+        graph_offset = 0
+        for named, batch in records:
+            num_nodes = getattr(batch, "num_nodes", None)
+            num_graphs = int(getattr(batch, "num_graphs", 1) or 1)
+            vec = getattr(batch, "batch", None)
+            cols = {"graph": [], "node": []}
+            headers = {"graph": [], "node": []}
+            node_pred = None
+            for key, out in named.items():
+                node_level = (num_nodes is not None and out.size(0) == num_nodes
+                              and (num_nodes != num_graphs or
+                                   getattr(pl_module, "level", "") == "node"))
+                level = "node" if node_level else "graph"
+                if not node_level and out.size(0) != num_graphs:
+                    continue  # neither one row per graph nor per node: not tabular
+                block = out.reshape(out.size(0), -1).numpy()
+                cols[level].append(block)
+                headers[level] += _column_names(key, block.shape[1])
+                if node_level and node_pred is None:
+                    node_pred = block
+            y = getattr(batch, "y", None)
+            for level, n in (("graph", num_graphs), ("node", num_nodes)):
+                if not cols[level] or y is None or not hasattr(y, "size") or y.size(0) != n \
+                        or y.numel() == 0:
+                    continue
+                block = y.reshape(n, -1).cpu().numpy()
+                cols[level].append(block)
+                headers[level] += _column_names("target", block.shape[1])
+            if cols["graph"]:
+                table = np.concatenate([c.astype(np.float64) if c.dtype.kind == "f" else c
+                                        for c in cols["graph"]], axis=1) \
+                    if len(cols["graph"]) > 1 else cols["graph"][0]
+                tables["graph"][0][:] = ["graph"] + headers["graph"]
+                tables["graph"][1].extend([graph_offset + k] + _cells(row)
+                                          for k, row in enumerate(table))
+            if cols["node"]:
+                graph = vec.numpy() if vec is not None else np.zeros(num_nodes, np.int64)
+                ptr = getattr(batch, "ptr", None)
+                starts = ptr.numpy()[graph] if ptr is not None else np.zeros_like(graph)
+                node = np.arange(num_nodes) - starts
+                blocks = cols["node"]
+                tables["node"][0][:] = ["graph", "node"] + headers["node"]
+                for k in range(num_nodes):
+                    row = []
+                    for b in blocks:
+                        row += _cells(b[k])
+                    tables["node"][1].append([int(graph[k]) + graph_offset, int(node[k])] + row)
+                examples.extend(_examples(batch, node_pred, graph, graph_offset))
+            graph_offset += num_graphs
+        both = bool(tables["graph"][1]) and bool(tables["node"][1])
+        for level, (header, rows) in tables.items():
+            if not rows:
+                continue
+            suffix = "_nodes" if both and level == "node" else ""
+            path = os.path.join(out_dir, f"{name}{suffix}.csv")
+            _write_csv(path, header, rows)
+            self.paths.append(path)
+        if examples:
+            self._write_meshes(out_dir, name, examples)
+
+    def _write_meshes(self, out_dir: str, name: str, examples: list) -> None:
+        import numpy as np
+
+        from gdl_pyg.io import write_mesh, write_points
+        from torch_geometric.data import Data
+
+        for i, (pos, face, pred) in enumerate(examples[:self.max_files]):
+            value = _scalar_of(pred)
+            colors = _palette(value.astype(np.int64)) if _is_label(pred) else _ramp(value)
+            data = Data(pos=pos, color=colors, prediction=value.astype(np.float32))
+            path = os.path.join(out_dir, f"{name}_{i}.ply")
+            if face is not None and face.shape[1] > 0:
+                write_mesh(path, data, face=face, vertex_attrs=["prediction"])
+            else:
+                write_points(path, data, point_attrs=["prediction"])
+            self.paths.append(path)
+        if self.max_render:
+            path = os.path.join(out_dir, f"{name}.png")
+            _render(examples[:self.max_render], path)
+            self.paths.append(path)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(folder={self.folder!r}, max_files={self.max_files}, "
+                f"max_render={self.max_render})")
+
+
+def _named_outputs(outputs: Any, names=None) -> Dict[str, Any]:
+    r"""``predict_step``'s return value as ``{name: tensor}``: a tensor is
+    ``"prediction"``, a tuple / list takes the task's ``prediction_names``
+    (else ``output_<i>``), a dict keeps its keys."""
+    import torch
+    if isinstance(outputs, torch.Tensor):
+        items = [("prediction", outputs)]
+    elif isinstance(outputs, dict):
+        items = list(outputs.items())
+    elif isinstance(outputs, (tuple, list)):
+        names = list(names or [])
+        items = [(names[i] if i < len(names) else f"output_{i}", o)
+                 for i, o in enumerate(outputs)]
+    else:
+        return {}
+    return {str(k): (v.detach().cpu().reshape(1) if v.dim() == 0 else v.detach().cpu())
+            for k, v in items if isinstance(v, torch.Tensor)}
+
+
+def _column_names(key: str, width: int) -> List[str]:
+    return [key] if width == 1 else [f"{key}_{k}" for k in range(width)]
+
+
+def _write_csv(path: str, header: List[str], rows: list) -> None:
+    import csv
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _cells(row) -> list:
+    return [int(v) if float(v).is_integer() and abs(v) < 2 ** 53 else float(v) for v in row]
+
+
+def _scalar_of(pred):
+    r"""One value per node to colour by: the label or value itself, or the
+    length of a vector output (e.g. a force)."""
+    import numpy as np
+    if pred.shape[1] == 1:
+        return pred[:, 0] if _is_label(pred) else pred[:, 0].astype(np.float64)
+    return np.linalg.norm(pred.astype(np.float64), axis=1)
+
+
+def _is_label(pred) -> bool:
+    import numpy as np
+    return pred.shape[1] == 1 and np.issubdtype(pred.dtype, np.integer)
+
+
+def _examples(batch, pred, graph, offset) -> list:
+    import numpy as np
+    pos = getattr(batch, "pos", None)
+    if pos is None or pos.dim() != 2 or pos.size(1) != 3 or pos.size(0) != pred.shape[0]:
+        return []
+    pos = pos.detach().cpu().numpy()
+    face = getattr(batch, "face", None)
+    face = face.detach().cpu().numpy() if face is not None and face.dim() == 2 else None
+    out = []
+    for g in np.unique(graph):
+        nodes = np.nonzero(graph == g)[0]
+        start = nodes[0]
+        f = None
+        if face is not None and face.shape[0] == 3:
+            keep = (graph[face[0]] == g) if face.size else np.zeros(0, bool)
+            f = face[:, keep] - start
+        out.append((pos[nodes], f, pred[nodes]))
+    return out
+
+
+def _render(examples: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    n = len(examples)
+    fig = Figure(figsize=(3.2 * n, 3.4), dpi=100)
+    for i, (pos, face, pred) in enumerate(examples):
+        ax = fig.add_subplot(1, n, i + 1, projection="3d")
+        value = _scalar_of(pred)
+        colors = (_palette(value.astype(np.int64)) if _is_label(pred) else _ramp(value)) / 255.0
+        if face is not None and face.shape[1] > 0:
+            tri = face.T
+            ax.plot_trisurf(pos[:, 0], pos[:, 1], pos[:, 2], triangles=tri,
+                            color=(0.8, 0.8, 0.8), linewidth=0, alpha=0.25, shade=False)
+        ax.scatter(pos[:, 0], pos[:, 1], pos[:, 2], c=colors, s=4, depthshade=False)
+        span = np.ptp(pos, axis=0).max() / 2 or 1.0
+        centre = (pos.max(0) + pos.min(0)) / 2
+        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+            setter(c - span, c + span)
+        ax.set_axis_off()
+        ax.set_title(f"example {i}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)

@@ -7,13 +7,11 @@ import os
 
 import pytest
 
-from gdl_pyg.lightning.cli import config_path, list_configs, main
+from gdl_pyg.lightning.cli import config_path, describe_config, list_configs, main
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "gdl_pyg", "configs")
 CONFIGS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
 
 
 def test_configs_are_shipped():
@@ -23,6 +21,9 @@ def test_configs_are_shipped():
     assert os.path.samefile(config_path("gcnn_digits"), config_path("gcnn_digits.yaml"))
     with pytest.raises(ValueError, match="No shipped config"):
         config_path("no_such_config")
+    for name in names:  # every config says what it is in one line
+        text = describe_config(name)
+        assert 10 < len(text) <= 100 and "\n" not in text, (name, text)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[os.path.basename(c) for c in CONFIGS])
@@ -35,9 +36,64 @@ def test_fast_dev_run(cfg, tmp_path, monkeypatch):
     main(["fit"] + common)
     main(["test"] + common)
     main(["predict"] + common)
-    # fast_dev_run writes no logs, checkpoints or pictures
+    # fast_dev_run writes no logs, checkpoints, pictures or predictions
     assert not glob.glob(str(tmp_path / "**" / "*.ckpt"), recursive=True)
     assert not glob.glob(str(tmp_path / "**" / "*.png"), recursive=True)
+    assert not glob.glob(str(tmp_path / "**" / "*.csv"), recursive=True)
+
+
+def _read_predictions(folder):
+    r"""Opens every file ``predict`` wrote the way a user would; returns
+    them by suffix."""
+    import csv
+
+    import matplotlib.image
+
+    from gdl_pyg.io import read_mesh, read_points
+    files = sorted(os.listdir(folder))
+    assert files, f"predict wrote nothing into {folder}"
+    out = {}
+    for name in files:
+        path = os.path.join(folder, name)
+        out.setdefault(os.path.splitext(name)[1], []).append(path)
+        if name.endswith(".csv"):
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            assert len(rows) > 1 and "graph" in rows[0]
+            assert len(set(rows[0]) - {"graph", "node"}) >= 1
+            assert all(len(r) == len(rows[0]) for r in rows)
+        elif name.endswith(".png"):
+            img = matplotlib.image.imread(path)
+            assert img.ndim == 3 and img[..., :3].std() > 0.01
+        elif name.endswith(".ply"):
+            try:
+                data = read_mesh(path)
+            except ValueError:  # a point cloud
+                data = read_points(path)
+            assert data.pos.size(0) > 0 and data.color.shape == (data.pos.size(0), 3)
+    return out
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[os.path.basename(c) for c in CONFIGS])
+def test_fit_test_predict_checkpoint(cfg, tmp_path, monkeypatch):
+    # a one-step fit keeps a checkpoint; test and predict on it write into its
+    # run folder, and predict's files open
+    monkeypatch.chdir(tmp_path)
+    root = str(tmp_path / "run")
+    common = ["--config", os.path.abspath(cfg), "--trainer.default_root_dir", root,
+              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false",
+              "--trainer.limit_test_batches", "1", "--trainer.limit_predict_batches", "1"]
+    main(["fit"] + common + ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+                             "--trainer.limit_val_batches", "1"])
+    assert os.path.isfile(os.path.join(root, "version_0", "checkpoints", "last.ckpt"))
+    main(["test"] + common + ["--ckpt_path", "last"])
+    main(["predict"] + common + ["--ckpt_path", "last"])
+    assert sorted(os.listdir(root)) == ["version_0"]  # no new version folders
+    assert os.path.isfile(os.path.join(root, "version_0", "test_results.json"))
+    files = _read_predictions(os.path.join(root, "version_0", "predictions"))
+    assert ".csv" in files
+    assert not os.path.exists(tmp_path / "runs")  # default_root_dir moved everything
 
 
 def test_bad_argument_is_rejected(tmp_path, monkeypatch):
@@ -51,7 +107,6 @@ def test_run_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config_path("gcnn_digits")
     common = ["--config", cfg, "--trainer.default_root_dir", str(tmp_path),
-              "--trainer.logger.init_args.save_dir", str(tmp_path),
               "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
               "--trainer.limit_val_batches", "0.2", "--trainer.limit_test_batches", "0.2"]
     main(["fit"] + common + ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"])
@@ -71,9 +126,19 @@ def test_run_folder(tmp_path, monkeypatch):
     ckpts = sorted((run / "checkpoints").glob("best-*.ckpt"))
     assert len(ckpts) == 1
 
-    # testing the checkpoint logs one accuracy per named test set
-    main(["test"] + common + ["--ckpt_path", str(ckpts[0])])
-    results = json.loads((tmp_path / "version_1" / "test_results.json").read_text())
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+    # the README's command, in a fresh process: 'best' names the checkpoint,
+    # and the results are written beside it
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "gdl_pyg", "test", "--config", "gcnn_digits",
+                           "--ckpt_path", "best"] + common[2:],
+                          capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ckpts[0].name in proc.stderr + proc.stdout  # "Loaded model weights from ..."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["version_0"]
+    results = json.loads((run / "test_results.json").read_text())
     assert {"test/acc_upright", "test/acc_rotated", "test/loss_upright",
             "test/loss_rotated"} <= set(results)
     assert all(0.0 <= results[k] <= 1.0 for k in ("test/acc_upright", "test/acc_rotated"))
