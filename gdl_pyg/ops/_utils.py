@@ -52,12 +52,21 @@ def resolve_neighbor_backend(backend: str, fn: str, x: Tensor,
     runs: ``"cluster"`` (:obj:`torch_cluster`), ``"scipy"``
     (:class:`scipy.spatial.cKDTree`) or ``"torch"`` (blocked brute force).
 
-    ``"auto"`` picks :obj:`torch_cluster` when it is installed, else the
-    KD-tree for Euclidean searches of CPU tensors with at most
+    ``"auto"`` picks :obj:`torch_cluster` when it is installed (except for
+    cosine searches of CPU tensors, which its CPU kernel does not support),
+    else the KD-tree for Euclidean searches of CPU tensors with at most
     :obj:`SCIPY_MAX_DIM` dimensions, else the torch backend."""
     if backend not in NEIGHBOR_BACKENDS:
         raise ValueError(f"'{fn}' expected 'backend' to be one of "
                          f"{NEIGHBOR_BACKENDS} (got {backend!r})")
+    if cosine and x.device.type == "cpu":
+        if backend == "cluster":
+            raise ValueError(f"'{fn}' with backend='cluster' supports "
+                             f"cosine=True on CUDA only (torch_cluster's CPU "
+                             f"kernel has no cosine distance); use "
+                             f"backend='torch' or backend='auto'")
+        if backend == "auto":
+            return "torch"
     if backend == "scipy":
         if cosine:
             raise ValueError(f"'{fn}' with backend='scipy' supports the "
@@ -72,15 +81,44 @@ def resolve_neighbor_backend(backend: str, fn: str, x: Tensor,
     return resolve_backend(backend, fn)
 
 
-def check_points(x: Tensor, name: str, fn: str) -> Tensor:
+#: Dtypes the ops compute in float32 (:func:`torch.cdist` and friends have
+#: no half-precision CPU kernels, and half distances lose ties).
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    r"""The dtype the ops compute in for inputs of :obj:`dtype`: float32 for
+    half / bfloat16, float64 for integer positions (exact up to
+    :math:`2^{53}`), :obj:`dtype` itself otherwise."""
+    if dtype in LOW_PRECISION:
+        return torch.float32
+    if not dtype.is_floating_point:
+        return torch.float64
+    return dtype
+
+
+def upcast(x: Tensor) -> Tensor:
+    r""":obj:`x` in :func:`compute_dtype` (no copy when it already is)."""
+    return x.to(compute_dtype(x.dtype))
+
+
+def check_points(x: Tensor, name: str, fn: str,
+                 allow_integer: bool = False) -> Tensor:
     r"""Validates a point / feature matrix and returns it as ``[N, D]``
-    (a 1-D input is read as ``[N, 1]``, as in :obj:`torch_cluster`)."""
+    (a 1-D input is read as ``[N, 1]``, as in :obj:`torch_cluster`).
+    Floating point dtypes (half and bfloat16 included) are accepted, integer
+    ones too if :obj:`allow_integer`."""
     if not isinstance(x, Tensor):
         raise TypeError(f"'{fn}' expected '{name}' to be a torch.Tensor "
                         f"(got {type(x).__name__})")
-    if not x.is_floating_point():
-        raise TypeError(f"'{fn}' expected '{name}' to be a floating point "
-                        f"tensor (got dtype {x.dtype})")
+    integer = not (x.is_floating_point() or x.is_complex()
+                   or x.dtype == torch.bool)
+    if not (x.is_floating_point() or (allow_integer and integer)):
+        kind = "a floating point or integer" if allow_integer else \
+            "a floating point"
+        raise TypeError(f"'{fn}' expected '{name}' to be {kind} tensor "
+                        f"(got dtype {x.dtype}); convert it with "
+                        f"{name}.float()")
     if x.dim() == 1:
         x = x.view(-1, 1)
     if x.dim() != 2:
@@ -242,6 +280,25 @@ def smallest_k(dist: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     return vals, idx
 
 
+def drop_self_and_cap(query: Tensor, cand: Tensor,
+                      cap: int) -> Tuple[Tensor, Tensor]:
+    r"""Removes the pairs ``query == cand`` and keeps the first :obj:`cap`
+    remaining pairs of each query, in the given order (used on
+    :obj:`torch_cluster`'s results, searched with one spare slot for the
+    self match: :obj:`torch_cluster` 1.6.3's graph functions drop the self
+    match afterwards and so return :obj:`cap` + 1 neighbours when it was not
+    among those found)."""
+    mask = query != cand
+    query, cand = query[mask], cand[mask]
+    if query.numel() == 0:
+        return query, cand
+    order = torch.sort(query, stable=True).indices
+    query, cand = query[order], cand[order]
+    first = torch.searchsorted(query, query)  # Start of each query's run.
+    keep = torch.arange(query.numel(), device=query.device) - first < cap
+    return query[keep], cand[keep]
+
+
 def num_samples(deg: Tensor, ratio: float) -> Tensor:
     r"""``ceil(ratio * deg)`` computed in float32, exactly as
     :obj:`torch_cluster.fps` does."""
@@ -251,6 +308,8 @@ def num_samples(deg: Tensor, ratio: float) -> Tensor:
 
 __all__ = ["DEFAULT_BLOCK_SIZE", "BACKENDS", "NEIGHBOR_BACKENDS",
            "SCIPY_MAX_DIM", "resolve_backend", "resolve_neighbor_backend",
-           "check_points", "check_positive_int", "check_batch",
+           "LOW_PRECISION", "compute_dtype", "upcast", "check_points",
+           "check_positive_int", "check_batch",
            "batch_to_ptr", "infer_batch_size", "plan_blocks",
-           "pairwise_distance", "smallest_k", "num_samples"]
+           "pairwise_distance", "smallest_k", "drop_self_and_cap",
+           "num_samples"]

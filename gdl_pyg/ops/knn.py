@@ -10,9 +10,9 @@ from gdl_pyg import typing as gdl_typing
 from gdl_pyg.ops._kdtree import kdtree_search
 from gdl_pyg.ops._utils import (DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
                                 check_points, check_positive_int,
-                                infer_batch_size, pairwise_distance,
-                                plan_blocks, resolve_neighbor_backend,
-                                smallest_k)
+                                drop_self_and_cap, infer_batch_size,
+                                pairwise_distance, plan_blocks,
+                                resolve_neighbor_backend, smallest_k, upcast)
 
 __all__ = ["knn", "knn_graph", "nearest"]
 
@@ -105,7 +105,11 @@ def knn(
     backend. Ties are broken deterministically in favour of the lower index
     in :obj:`x`. On float32 input the torch backend ranks by float32
     distances and the scipy backend by float64 ones, so the two can differ
-    where two distances round to the same float32 value.
+    where two distances round to the same float32 value. Half and bfloat16
+    inputs are searched in float32 by every backend (:obj:`torch_cluster`
+    included), so all return the same indices. :obj:`torch_cluster`'s CPU
+    kernel has no cosine distance: :obj:`backend="auto"` then uses the torch
+    backend, :obj:`backend="cluster"` raises :class:`ValueError`.
 
     Args:
         x (torch.Tensor): Node feature matrix
@@ -152,6 +156,7 @@ def knn(
     x = check_points(x, "x", fn)
     y = check_points(y, "y", fn)
     _check_pair(x, y, fn)
+    x, y = upcast(x), upcast(y)  # half / bfloat16 are searched in float32
     if (batch_x is None) != (batch_y is None):
         raise ValueError(f"'{fn}' expected both 'batch_x' and 'batch_y' or "
                          f"neither (got only one)")
@@ -159,12 +164,15 @@ def knn(
     batch_y = check_batch(batch_y, y.size(0), "batch_y", fn, x.device)
     block_size = check_positive_int(block_size, "block_size", fn)
     impl = resolve_neighbor_backend(backend, fn, x, cosine)
+    b = infer_batch_size(fn, batch_size, batch_x, batch_y)
     if impl == "cluster":
-        return gdl_typing.torch_cluster.knn(x, y, k, batch_x, batch_y, cosine,
+        # torch_cluster allocates k slots per query: k beyond the number of
+        # points changes nothing but the memory.
+        return gdl_typing.torch_cluster.knn(x, y, min(k, max(x.size(0), 1)),
+                                            batch_x, batch_y, cosine,
                                             num_workers)
     if x.numel() == 0 or y.numel() == 0:
         return _empty_edges(x.device)
-    b = infer_batch_size(fn, batch_size, batch_x, batch_y)
     if impl == "scipy":
         return kdtree_search(x, y, batch_x, batch_y, k=k,
                              block_size=block_size)
@@ -195,10 +203,12 @@ def knn_graph(
 
     Without :obj:`loop`, node :math:`i` itself is excluded before the
     :math:`k` nearest are taken, so every node gets :math:`\min(k, n_b - 1)`
-    neighbours even with duplicated points (:obj:`torch_cluster` searches
-    :math:`k+1` neighbours and drops the self match, which returns
-    :math:`k+1` edges when a duplicate displaces the node itself). Ties are
-    broken in favour of the lower index.
+    neighbours even with duplicated points. :obj:`torch_cluster`'s own
+    :func:`knn_graph` searches :math:`k+1` neighbours and drops the self
+    match, which returns :math:`k+1` edges when a duplicate displaces the
+    node itself; the :obj:`"cluster"` backend here drops the self match and
+    then keeps :math:`k`, so all backends agree. Ties are broken in favour of
+    the lower index.
 
     Args:
         x (torch.Tensor): Node feature matrix
@@ -234,15 +244,26 @@ def knn_graph(
     k = check_positive_int(k, "k", fn)
     _check_flow(flow, fn)
     x = check_points(x, "x", fn)
+    x = upcast(x)  # half / bfloat16 are searched in float32
     batch = check_batch(batch, x.size(0), "batch", fn, x.device)
     block_size = check_positive_int(block_size, "block_size", fn)
     impl = resolve_neighbor_backend(backend, fn, x, cosine)
+    b = infer_batch_size(fn, batch_size, batch)
     if impl == "cluster":
-        return gdl_typing.torch_cluster.knn_graph(x, k, batch, loop, flow,
-                                                  cosine, num_workers)
+        if loop:
+            return gdl_typing.torch_cluster.knn_graph(
+                x, min(k, max(x.size(0), 1)), batch, loop, flow, cosine,
+                num_workers)
+        # One spare neighbour for the self match, dropped before keeping k.
+        row, col = gdl_typing.torch_cluster.knn(
+            x, x, min(k + 1, max(x.size(0), 1)), batch, batch, cosine,
+            num_workers)
+        row, col = drop_self_and_cap(row, col, k)
+        if flow == "source_to_target":
+            return torch.stack([col, row], dim=0)
+        return torch.stack([row, col], dim=0)
     if x.numel() == 0:
         return _empty_edges(x.device)
-    b = infer_batch_size(fn, batch_size, batch)
     if impl == "scipy":
         row, col = kdtree_search(x, None, batch, batch, k=k,
                                  exclude_self=not loop, block_size=block_size)
@@ -273,7 +294,10 @@ def nearest(
 
     ties broken in favour of the lower index. For example
     ``nearest([[0], [1], [10]], [[0], [10]])`` is ``[0, 0, 1]``. An example
-    with points in :obj:`x` but none in :obj:`y` raises :class:`ValueError`.
+    with points in :obj:`x` but none in :obj:`y` raises :class:`ValueError`;
+    centres in examples without points in :obj:`x` are ignored (where
+    :obj:`torch_cluster` raises, so they are dropped before dispatching to
+    it). Half and bfloat16 points are searched in float32 by every backend.
 
     Args:
         x (torch.Tensor): Node feature matrix
@@ -299,6 +323,7 @@ def nearest(
     x = check_points(x, "x", fn)
     y = check_points(y, "y", fn)
     _check_pair(x, y, fn)
+    x, y = upcast(x), upcast(y)  # half / bfloat16 are searched in float32
     if (batch_x is None) != (batch_y is None):
         raise ValueError(f"'{fn}' expected both 'batch_x' and 'batch_y' or "
                          f"neither (got only one)")
@@ -306,23 +331,36 @@ def nearest(
     batch_y = check_batch(batch_y, y.size(0), "batch_y", fn, x.device)
     block_size = check_positive_int(block_size, "block_size", fn)
     impl = resolve_neighbor_backend(backend, fn, x)
-    if impl == "cluster":
-        return gdl_typing.torch_cluster.nearest(x, y, batch_x, batch_y)
     if x.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=x.device)
     b = infer_batch_size(fn, None, batch_x, batch_y)
+    count_x = torch.bincount(batch_x, minlength=b) if batch_x is not None \
+        else torch.tensor([x.size(0)], device=x.device)
+    count_y = torch.bincount(batch_y, minlength=b) if batch_y is not None \
+        else torch.tensor([y.size(0)], device=x.device)
+    missing = (count_x > 0) & (count_y == 0)
+    if bool(missing.any()):
+        num = int(count_x[missing].sum())
+        raise ValueError(f"'{fn}' found examples with points in 'x' but none "
+                         f"in 'y' ({num} points have no cluster centre, "
+                         f"examples {missing.nonzero().view(-1).tolist()[:5]}"
+                         f"); every example of 'batch_x' needs points in "
+                         f"'batch_y'")
+    if impl == "cluster":
+        if batch_y is None:
+            return gdl_typing.torch_cluster.nearest(x, y, batch_x, batch_y)
+        # torch_cluster also rejects examples with points in y only: search
+        # the centres of the examples x has, and map back.
+        keep = (count_x > 0)[batch_y]
+        index = keep.nonzero().view(-1)
+        out = gdl_typing.torch_cluster.nearest(x, y[index], batch_x,
+                                               batch_y[index])
+        return index[out.to(x.device)]
     # the points of x are the queries, y holds the candidates
-    if y.size(0) == 0:
-        row = col = torch.empty(0, dtype=torch.long, device=x.device)
-    elif impl == "scipy":
+    if impl == "scipy":
         row, col = kdtree_search(y, x, batch_y, batch_x, k=1,
                                  block_size=block_size)
     else:
         row, col = _knn_torch(y, x, 1, batch_y, batch_x, b, False, False,
                               block_size)
-    if row.numel() != x.size(0):
-        raise ValueError(f"'{fn}' found examples with points in 'x' but none "
-                         f"in 'y' ({x.size(0) - row.numel()} points have no "
-                         f"cluster centre); every example of 'batch_x' needs "
-                         f"points in 'batch_y'")
     return col

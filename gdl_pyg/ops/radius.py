@@ -9,9 +9,9 @@ from gdl_pyg import typing as gdl_typing
 from gdl_pyg.ops._kdtree import kdtree_search
 from gdl_pyg.ops._utils import (DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
                                 check_points, check_positive_int,
-                                infer_batch_size, pairwise_distance,
-                                plan_blocks, resolve_neighbor_backend,
-                                smallest_k)
+                                drop_self_and_cap, infer_batch_size,
+                                pairwise_distance, plan_blocks,
+                                resolve_neighbor_backend, smallest_k, upcast)
 from gdl_pyg.ops.knn import _check_flow, _check_pair, _empty_edges
 
 __all__ = ["radius", "radius_graph"]
@@ -108,6 +108,8 @@ def radius(
     :obj:`max_num_neighbors` + 1 candidates within :obj:`r` and returns the
     same edges in the same order (ties by index included; on float32 input
     up to distances within float32 rounding of each other or of :obj:`r`).
+    Half and bfloat16 inputs are searched in float32 by every backend
+    (:obj:`torch_cluster` included).
 
     Args:
         x (torch.Tensor): Node feature matrix
@@ -148,6 +150,7 @@ def radius(
     x = check_points(x, "x", fn)
     y = check_points(y, "y", fn)
     _check_pair(x, y, fn)
+    x, y = upcast(x), upcast(y)  # half / bfloat16 are searched in float32
     if (batch_x is None) != (batch_y is None):
         raise ValueError(f"'{fn}' expected both 'batch_x' and 'batch_y' or "
                          f"neither (got only one)")
@@ -155,14 +158,16 @@ def radius(
     batch_y = check_batch(batch_y, y.size(0), "batch_y", fn, x.device)
     block_size = check_positive_int(block_size, "block_size", fn)
     impl = resolve_neighbor_backend(backend, fn, x)
+    b = infer_batch_size(fn, batch_size, batch_x, batch_y)
     if impl == "cluster":
+        # torch_cluster's CUDA kernel allocates max_num_neighbors slots per
+        # query: more than the number of points changes nothing but memory.
         m = max(x.size(0), 1) if max_num_neighbors is None \
-            else max_num_neighbors
+            else min(max_num_neighbors, max(x.size(0), 1))
         return gdl_typing.torch_cluster.radius(x, y, r, batch_x, batch_y, m,
                                                num_workers)
     if x.numel() == 0 or y.numel() == 0:
         return _empty_edges(x.device)
-    b = infer_batch_size(fn, batch_size, batch_x, batch_y)
     if impl == "scipy":
         return kdtree_search(x, y, batch_x, batch_y, r=r,
                              max_num_neighbors=max_num_neighbors,
@@ -194,10 +199,14 @@ def radius_graph(
         j \neq i \text{ unless } \texttt{loop} \}.
 
     Without :obj:`loop`, node :math:`i` is excluded before
-    :obj:`max_num_neighbors` is applied (as :obj:`torch_cluster`'s
-    ``ignore_same_index``). Overflowing nodes keep their
-    :obj:`max_num_neighbors` nearest neighbours, ties by lower index (see
-    :func:`radius` for how this differs from :obj:`torch_cluster`).
+    :obj:`max_num_neighbors` is applied, by every backend
+    (:obj:`torch_cluster` 1.6.3's own :func:`radius_graph` drops it after,
+    which leaves :obj:`max_num_neighbors` + 1 neighbours where the node was
+    not among those found; the :obj:`"cluster"` backend here searches one
+    more, drops the node, then keeps :obj:`max_num_neighbors`). Overflowing
+    nodes keep their :obj:`max_num_neighbors` nearest neighbours, ties by
+    lower index (see :func:`radius` for how this differs from
+    :obj:`torch_cluster`).
 
     Args:
         x (torch.Tensor): Node feature matrix
@@ -233,17 +242,31 @@ def radius_graph(
     max_num_neighbors = _check_max_num_neighbors(max_num_neighbors, fn)
     _check_flow(flow, fn)
     x = check_points(x, "x", fn)
+    x = upcast(x)  # half / bfloat16 are searched in float32
     batch = check_batch(batch, x.size(0), "batch", fn, x.device)
     block_size = check_positive_int(block_size, "block_size", fn)
     impl = resolve_neighbor_backend(backend, fn, x)
+    b = infer_batch_size(fn, batch_size, batch)
     if impl == "cluster":
+        # torch_cluster's CUDA kernel allocates max_num_neighbors slots per
+        # query: more than the number of points changes nothing but memory.
         m = max(x.size(0), 1) if max_num_neighbors is None \
-            else max_num_neighbors
-        return gdl_typing.torch_cluster.radius_graph(x, r, batch, loop, m,
-                                                     flow, num_workers)
+            else min(max_num_neighbors, max(x.size(0), 1))
+        if loop:
+            return gdl_typing.torch_cluster.radius_graph(x, r, batch, loop,
+                                                         m, flow,
+                                                         num_workers)
+        # torch_cluster 1.6.3 searches m + 1 and drops the self match after
+        # the limit (up to m + 1 edges): drop it first, then keep m.
+        row, col = gdl_typing.torch_cluster.radius(
+            x, x, r, batch, batch, min(m + 1, max(x.size(0), 1)),
+            num_workers)
+        row, col = drop_self_and_cap(row, col, m)
+        if flow == "source_to_target":
+            return torch.stack([col, row], dim=0)
+        return torch.stack([row, col], dim=0)
     if x.numel() == 0:
         return _empty_edges(x.device)
-    b = infer_batch_size(fn, batch_size, batch)
     if impl == "scipy":
         row, col = kdtree_search(x, None, batch, batch, r=r,
                                  max_num_neighbors=max_num_neighbors,

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
-from gdl_pyg.ops._utils import check_batch, check_points, resolve_backend
+from gdl_pyg.ops._utils import (check_batch, check_points, resolve_backend,
+                                upcast)
 
 __all__ = ["grid_cluster", "voxel_grid"]
 
@@ -22,7 +23,15 @@ def _as_vector(value: Vector, dim: int, name: str, fn: str,
             value, (int, float, list, tuple, Tensor)):
         raise TypeError(f"'{fn}' expected '{name}' to be a float, a list of "
                         f"floats or a tensor (got {type(value).__name__})")
-    out = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if isinstance(value, Tensor) and (value.is_complex()
+                                      or value.dtype == torch.bool):
+        raise TypeError(f"'{fn}' expected a real '{name}' tensor (got dtype "
+                        f"{value.dtype})")
+    try:
+        out = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"'{fn}' expected '{name}' to be a float, a list of "
+                        f"floats or a tensor (got {value!r})") from e
     out = out.reshape(-1)
     if out.numel() == 1:
         out = out.repeat(dim)
@@ -54,11 +63,17 @@ def grid_cluster(
     with :math:`s` = :obj:`start`, :math:`t` = :obj:`end`, :math:`h` =
     :obj:`size` (the first dimension varies fastest). Like
     :obj:`torch_cluster`, the quotients are truncated towards zero, so ids are
-    only meaningful for points inside :math:`[s, t]`.
+    only meaningful for points inside :math:`[s, t]`. Integer positions are
+    accepted, as by :obj:`torch_cluster`, and computed in float64 (exact up
+    to :math:`2^{53}`; :obj:`torch_cluster` divides integers in float32), so
+    :obj:`size`, :obj:`start` and :obj:`end` may be fractional; half and
+    bfloat16 positions are computed in float32 (by the :obj:`torch_cluster`
+    backend too). A grid with :math:`2^{62}` cells or more, or
+    :math:`t < s`, raises :class:`ValueError`.
 
     Args:
         pos (torch.Tensor): Node positions :math:`\mathbf{P} \in
-            \mathbb{R}^{N \times D}`.
+            \mathbb{R}^{N \times D}`, floating point or integer.
         size (float or [float] or torch.Tensor): Cell size in each dimension.
         start (float or [float] or torch.Tensor, optional): Start of the grid
             in each dimension; the minimum of :obj:`pos` if :obj:`None`.
@@ -74,7 +89,8 @@ def grid_cluster(
         - **output:** :math:`(N)`, cluster ids (not consecutive)
     """
     fn = "grid_cluster"
-    pos = check_points(pos, "pos", fn)
+    pos = check_points(pos, "pos", fn, allow_integer=True)
+    pos = upcast(pos)  # integers in float64, half / bfloat16 in float32
     dim = pos.size(1)
     size = _as_vector(size, dim, "size", fn, pos)
     if bool((size <= 0).any()):
@@ -83,17 +99,26 @@ def grid_cluster(
         start = _as_vector(start, dim, "start", fn, pos)
     if end is not None:
         end = _as_vector(end, dim, "end", fn, pos)
-    if resolve_backend(backend, fn) == "cluster":
-        return gdl_typing.torch_cluster.grid_cluster(pos, size, start, end)
+    impl = resolve_backend(backend, fn)
     if pos.size(0) == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
-    if start is None:
-        start = pos.min(dim=0).values
-    if end is None:
-        end = pos.max(dim=0).values
-    num_voxels = ((end - start) / size).long() + 1
+    lo = pos.min(dim=0).values if start is None else start
+    hi = pos.max(dim=0).values if end is None else end
+    if bool((hi < lo).any()):
+        raise ValueError(f"'{fn}' expected 'end' >= 'start' in every "
+                         f"dimension (got start={lo.tolist()}, "
+                         f"end={hi.tolist()})")
+    cells = ((hi.double() - lo.double()) / size.double()).floor() + 1
+    if float(cells.prod()) >= 2.0**62:
+        raise ValueError(f"'{fn}' got a grid of {float(cells.prod()):.3g} "
+                         f"cells ({cells.tolist()} per dimension), more than "
+                         f"a 64-bit cluster id can number; use a larger "
+                         f"'size' or a smaller 'start'/'end' range")
+    if impl == "cluster":
+        return gdl_typing.torch_cluster.grid_cluster(pos, size, start, end)
+    num_voxels = ((hi - lo) / size).long() + 1
     stride = torch.cat([num_voxels.new_ones(1), num_voxels.cumprod(0)[:-1]])
-    cell = ((pos - start.view(1, -1)) / size.view(1, -1)).long()
+    cell = ((pos - lo.view(1, -1)) / size.view(1, -1)).long()
     return (cell * stride.view(1, -1)).sum(dim=1)
 
 
@@ -112,7 +137,8 @@ def voxel_grid(
     of user-defined size over a point cloud and clusters all points within
     the same voxel, as :func:`torch_geometric.nn.voxel_grid`: the batch index
     is appended as an extra coordinate with cell size :math:`1`, so voxels
-    never mix examples, and :func:`grid_cluster` numbers the cells,
+    never mix examples, and :func:`grid_cluster` numbers the cells (integer
+    and half positions as there),
 
     .. math::
         c_i = \operatorname{grid}\bigl([\mathbf{p}_i, b_i];\
@@ -137,7 +163,8 @@ def voxel_grid(
         - **output:** :math:`(N)`, cluster ids (not consecutive)
     """
     fn = "voxel_grid"
-    pos = check_points(pos, "pos", fn)
+    pos = check_points(pos, "pos", fn, allow_integer=True)
+    pos = upcast(pos)  # integers in float64, half / bfloat16 in float32
     dim = pos.size(1)
     batch = check_batch(batch, pos.size(0), "batch", fn, pos.device)
     if batch is None:

@@ -30,8 +30,8 @@ def ref_knn(x, y, k, batch_x, batch_y, exclude_self=False):
         _, nbr = cKDTree(x[ix]).query(y[iy], k=kk)
         nbr = nbr.reshape(len(iy), kk)
         for q, row in zip(iy, nbr):
-            cand = [int(ix[j]) for j in row if not (exclude_self and
-                                                   ix[j] == q)]
+            cand = [int(ix[j]) for j in row
+                    if not (exclude_self and ix[j] == q)]
             out.update((int(q), c) for c in cand[:k])
     return out
 
@@ -355,3 +355,35 @@ def test_knn_graph_cuda_matches_cpu():
     # An explicit KD-tree search of CUDA input answers on CUDA.
     tree = knn_graph(x.cuda(), 8, batch.cuda(), backend="scipy")
     assert tree.is_cuda and torch.equal(tree.cpu(), cpu)
+
+
+@pytest.mark.parametrize("dtype", [torch.half, torch.bfloat16])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_low_precision_inputs_are_searched_in_float32(dtype, backend):
+    gen = torch.Generator().manual_seed(30)
+    x = torch.rand(120, 3, generator=gen).to(dtype)
+    y = torch.rand(40, 3, generator=gen).to(dtype)
+    bx, by = make_batch([50, 70]), make_batch([15, 25])
+    out = knn_graph(x, 5, bx, backend=backend)
+    assert out.dtype == torch.long
+    assert torch.equal(out, knn_graph(x.float(), 5, bx, backend=backend))
+    assert torch.equal(knn(x, y, 4, bx, by, backend=backend),
+                       knn(x.float(), y.float(), 4, bx, by, backend=backend))
+    assert torch.equal(nearest(y, x, by, bx, backend=backend),
+                       nearest(y.float(), x.float(), by, bx, backend=backend))
+    if backend == "torch":
+        assert torch.equal(knn(x, y, 4, cosine=True, backend=backend),
+                           knn(x.float(), y.float(), 4, cosine=True,
+                               backend=backend))
+
+
+def test_cosine_is_not_sent_to_torch_clusters_cpu_kernel():
+    x = torch.rand(10, 3)
+    # torch_cluster's CPU kernel raises a RuntimeError on cosine=True.
+    with pytest.raises(ValueError, match="cosine=True on CUDA only"):
+        knn_graph(x, 2, cosine=True, backend="cluster")
+    with pytest.raises(ValueError, match="cosine=True on CUDA only"):
+        knn(x, x, 2, cosine=True, backend="cluster")
+    assert resolve_neighbor_backend("auto", "knn", x, cosine=True) == "torch"
+    assert torch.equal(knn_graph(x, 3, cosine=True),
+                       knn_graph(x, 3, cosine=True, backend="torch"))

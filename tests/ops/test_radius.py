@@ -244,6 +244,14 @@ def test_empty_inputs(backend):
     (lambda x, b: radius(x, x[:, :1], 1.0), ValueError, "same number"),
     (lambda x, b: radius(x, x, 1.0, None, b), ValueError, "or neither"),
     (lambda x, b: radius_graph(x, 1.0, backend="kd"), ValueError, "backend"),
+    (lambda x, b: radius_graph(x.long(), 1.0), TypeError, "floating point"),
+    (lambda x, b: radius_graph(x, 1.0, b.float()), TypeError, "integer"),
+    (lambda x, b: radius_graph(x, 1.0, b - 1), ValueError, "non-negative"),
+    (lambda x, b: radius_graph(x, torch.ones(2)), ValueError, "scalar 'r'"),
+    (lambda x, b: radius_graph(x, 1.0, max_num_neighbors=2.0), TypeError,
+     "max_num_neighbors"),
+    (lambda x, b: radius(x, x.double(), 1.0), TypeError, "same dtype"),
+    (lambda x, b: radius(x, x, 1.0, b, b[:5]), ValueError, "'batch_y'"),
 ])
 def test_bad_input(call, err, match):
     x = torch.rand(10, 3)
@@ -289,3 +297,20 @@ def test_radius_graph_cuda_matches_cpu():
     tree = radius_graph(x.cuda(), 0.2, batch.cuda(), max_num_neighbors=8,
                         backend="scipy")
     assert tree.is_cuda and torch.equal(tree.cpu(), cpu)
+
+
+@pytest.mark.parametrize("dtype", [torch.half, torch.bfloat16])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_low_precision_inputs_are_searched_in_float32(dtype, backend):
+    gen = torch.Generator().manual_seed(31)
+    x = torch.rand(120, 3, generator=gen).to(dtype)
+    y = torch.rand(40, 3, generator=gen).to(dtype)
+    bx, by = make_batch([50, 70]), make_batch([15, 25])
+    out = radius_graph(x, 0.3, bx, max_num_neighbors=6, backend=backend)
+    assert out.dtype == torch.long and out.size(1) > 0
+    assert torch.equal(out, radius_graph(x.float(), 0.3, bx,
+                                         max_num_neighbors=6,
+                                         backend=backend))
+    assert torch.equal(radius(x, y, 0.3, bx, by, backend=backend),
+                       radius(x.float(), y.float(), 0.3, bx, by,
+                              backend=backend))

@@ -86,6 +86,14 @@ def test_empty_inputs():
     (lambda p: voxel_grid(p, 1.0, torch.tensor([1, 0] * 5)), ValueError,
      "sorted"),
     (lambda p: voxel_grid(p, float("nan")), ValueError, "finite"),
+    (lambda p: grid_cluster(p > 0.5, 1.0), TypeError, "'pos'"),
+    (lambda p: grid_cluster(p, torch.tensor([True])), TypeError, "'size'"),
+    (lambda p: grid_cluster(p, [[1.0, 2.0]]), ValueError, "1 or 3 entries"),
+    (lambda p: grid_cluster(p, ["a"]), TypeError, "'size'"),
+    (lambda p: voxel_grid(p, 1.0, torch.zeros(9, dtype=torch.long)),
+     ValueError, "'batch' with shape"),
+    (lambda p: voxel_grid(p, 1.0, torch.zeros(10)), TypeError, "integer"),
+    (lambda p: voxel_grid(p.view(1, 10, 3), 1.0), ValueError, "shape"),
 ])
 def test_bad_input(call, err, match):
     with pytest.raises(err, match=match):
@@ -111,3 +119,40 @@ def test_agrees_with_torch_cluster():
     pos = torch.rand(100, 3)
     assert torch.equal(grid_cluster(pos, 0.2, backend="torch"),
                        grid_cluster(pos, 0.2, backend="cluster"))
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_integer_positions_match_float64(dtype):
+    gen = torch.Generator().manual_seed(8)
+    pos = torch.randint(-50, 50, (400, 3), generator=gen)
+    batch = torch.repeat_interleave(torch.arange(2), 200)
+    for size in [3, 2.5, [4, 7, 1]]:
+        out = grid_cluster(pos.to(dtype), size)
+        assert out.dtype == torch.long
+        assert out.tolist() == ref_grid(pos.double().numpy(), size).tolist()
+        assert torch.equal(voxel_grid(pos.to(dtype), size, batch),
+                           voxel_grid(pos.double(), size, batch))
+    # Integer size / start / end tensors too (torch_cluster's test inputs).
+    out = grid_cluster(pos.to(dtype), torch.tensor([5, 5, 5], dtype=dtype),
+                       torch.tensor([-60, -60, -60], dtype=dtype),
+                       torch.tensor([60, 60, 60], dtype=dtype))
+    assert out.tolist() == ref_grid(pos.double().numpy(), 5.0,
+                                    np.full(3, -60.0),
+                                    np.full(3, 60.0)).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.half, torch.bfloat16])
+def test_low_precision_positions_use_float32(dtype):
+    gen = torch.Generator().manual_seed(9)
+    pos = (torch.rand(300, 2, generator=gen) * 8).to(dtype)
+    out = grid_cluster(pos, 0.7)
+    assert out.dtype == torch.long
+    assert torch.equal(out, grid_cluster(pos.float(), 0.7))
+
+
+def test_grid_that_cannot_be_numbered_is_an_error():
+    pos = torch.tensor([[0.0, 0.0, 0.0], [1e7, 1e7, 1e7]])
+    with pytest.raises(ValueError, match="64-bit"):
+        grid_cluster(pos, 1e-3)
+    with pytest.raises(ValueError, match="'end' >= 'start'"):
+        grid_cluster(pos, 1.0, start=5.0, end=1.0)
