@@ -34,6 +34,7 @@ from torch_geometric.data import Data
 from gdl_pyg.domains.grid import grid_graph, grid_shape_of
 from gdl_pyg.groups.base import attr_level, num_graphs_of
 from gdl_pyg.groups.grid import CyclicGroup, DihedralGroup
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["lift_grid", "resolve_grid_group", "wallpaper_name", "kernel_index_table",
            "group_index_table"]
@@ -162,6 +163,7 @@ def lift_grid(data: Data, group: Union[str, CyclicGroup], radius: Optional[int] 
     has_edges = "edge_index" in data and "edge_offset" in data
     if radius is None and has_edges:
         edge_index, edge_offset = data.edge_index, data.edge_offset
+        check_edge_index(edge_index, N, "lift_grid", name="data.edge_index")
     else:
         # Build the stencil graph in canonical order and relabel it to the
         # node order of ``data`` (found from ``pos`` and ``batch``).

@@ -84,8 +84,48 @@ def _check_face(face: Tensor, num_nodes: int) -> None:
                          f"vertices (got values in [{lo}, {hi}])")
 
 
-def _to_out(x: np.ndarray, like: Tensor) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).to(dtype=like.dtype, device=like.device)
+#: Appended to errors about geometry that the dtype of ``pos`` cannot hold.
+_SCALE_HINT = ("; rescale the positions (e.g. with torch_geometric.transforms.NormalizeScale) "
+               "or pass them in torch.float64")
+
+
+def _to_out(x: np.ndarray, like: Tensor, fn: Optional[str] = None, name: str = "",
+            positive: bool = False) -> Tensor:
+    r"""``x`` (float64) in the dtype and on the device of ``like``. With
+    :obj:`fn`, checks the cast on the CPU first: a value finite in float64
+    that overflows the dtype (an area of ``1e40`` in float32), or, with
+    :obj:`positive`, a positive value that underflows to zero, raises
+    :class:`ValueError`."""
+    out = torch.from_numpy(np.ascontiguousarray(x)).to(dtype=like.dtype)
+    if fn is not None and out.is_floating_point() and out.numel():
+        bad = ~torch.isfinite(out) & torch.from_numpy(np.isfinite(x))
+        if bool(bad.any()):
+            raise ValueError(f"'{fn}': '{name}' reaches {float(np.abs(x).max()):.3g}, which "
+                             f"overflows {like.dtype} (largest finite value "
+                             f"{torch.finfo(like.dtype).max:.3g})" + _SCALE_HINT)
+        if positive:
+            zero = (out == 0) & torch.from_numpy(x > 0)
+            if bool(zero.any()):
+                raise ValueError(f"'{fn}': '{name}' goes down to {float(x[x > 0].min()):.3g}, "
+                                 f"which underflows to 0 in {like.dtype} (smallest positive "
+                                 f"value {torch.finfo(like.dtype).smallest_normal:.3g})"
+                                 + _SCALE_HINT)
+    return out.to(like.device)
+
+
+def _check_normalized(fn: str, weight: np.ndarray, mass: np.ndarray, dtype: torch.dtype,
+                      row: np.ndarray) -> None:
+    r"""Raises :class:`ValueError` unless :math:`M^{-1} L` (the weights divided
+    by the mass of their row, what :func:`laplacian_matrix` with
+    :obj:`normalize=True` and diffusion layers compute) is finite in
+    ``dtype``."""
+    if weight.size == 0 or not torch.empty(0, dtype=dtype).is_floating_point():
+        return
+    big = float(np.max(np.abs(weight) / mass[row]))
+    if not math.isfinite(big) or big > torch.finfo(dtype).max:
+        raise ValueError(f"'{fn}': the mass-normalised Laplacian M^-1 L reaches {big:.3g}, "
+                         f"which overflows {dtype} (largest finite value "
+                         f"{torch.finfo(dtype).max:.3g})" + _SCALE_HINT)
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -594,20 +634,25 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         src, dst, r, phi, conn = src[order], dst[order], r[order], phi[order], conn[order]
         edge_index = np.stack([src, dst])
 
+    # every result is checked after its cast to the dtype of pos (areas grow with the
+    # square of the scale: positions of 1e20 or 1e-25 are fine in float32, their areas not)
+    fn = "mesh_to_data"
     dev = pos.device
+    _check_normalized(fn, lap_weight, vmass, pos.dtype, lap_index[0])
     return Data(
         pos=pos,
         face=face.to(torch.long),
-        normal=_to_out(normal, pos),
-        face_normal=_to_out(face_normal, pos),
-        face_area=_to_out(face_area, pos),
-        mass=_to_out(vmass, pos),
+        normal=_to_out(normal, pos, fn, "normal"),
+        face_normal=_to_out(face_normal, pos, fn, "face_normal"),
+        face_area=_to_out(face_area, pos, fn, "face_area", positive=True),
+        mass=_to_out(vmass, pos, fn, "mass", positive=True),
         laplacian_index=torch.from_numpy(lap_index).to(dev),
-        laplacian_weight=_to_out(lap_weight, pos),
-        frame=_to_out(frame, pos),
+        laplacian_weight=_to_out(lap_weight, pos, fn, "laplacian_weight"),
+        frame=_to_out(frame, pos, fn, "frame"),
         edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)).to(dev),
-        edge_logmap=_to_out(np.stack([r, phi], axis=-1), pos),
-        edge_connection=_to_out(conn, pos),
+        edge_logmap=_to_out(np.stack([r, phi], axis=-1), pos, fn, "edge_logmap",
+                            positive=True),
+        edge_connection=_to_out(conn, pos, fn, "edge_connection"),
     )
 
 
@@ -627,5 +672,9 @@ def laplacian_matrix(data: Data, normalize: bool = False) -> Tensor:
     index, weight = data.laplacian_index, data.laplacian_weight
     if normalize:
         weight = weight / data.mass[index[0]]
+        if not bool(torch.isfinite(weight).all()):
+            raise ValueError(f"'laplacian_matrix': the mass-normalised Laplacian M^-1 L is "
+                             f"not finite in {weight.dtype} (a zero or subnormal 'mass', or "
+                             f"weights too large for the dtype)" + _SCALE_HINT)
     N = data.num_nodes
     return torch.sparse_coo_tensor(index, weight, (N, N), check_invariants=False).coalesce()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gdl_pyg.domains.mesh import _check_pos, _to_out, _unit
+from gdl_pyg.domains.mesh import _check_normalized, _check_pos, _to_out, _unit
 
 __all__ = ["point_cloud_laplacian", "tufted_triangles"]
 
@@ -192,10 +192,14 @@ def point_cloud_laplacian(pos: Tensor, k: int = 30, normal: Optional[Tensor] = N
     L, mass = _cotan_laplacian(P, T, float(mollify))
     L = (L / 3.0).tocoo()
     mass = mass / 3.0
-    # isolated points (in no triangle) get a tiny mass so M stays invertible
+    # isolated points (in no triangle) get a tiny mass, relative to the largest, so M
+    # stays invertible at any scale
     if (mass <= 0).any():
-        mass = np.where(mass > 0, mass, max(mass.max(), 1.0) * 1e-12)
+        mass = np.where(mass > 0, mass, mass.max() * 1e-12 if mass.max() > 0 else 1.0)
     order = np.lexsort((L.col, L.row))
     index = np.stack([L.row[order], L.col[order]]).astype(np.int64)
-    return (torch.from_numpy(index).to(pos.device), _to_out(L.data[order], pos),
-            _to_out(mass, pos))
+    # checked after the cast to the dtype of pos (see mesh_to_data)
+    _check_normalized(fn, L.data[order], mass, pos.dtype, index[0])
+    return (torch.from_numpy(index).to(pos.device),
+            _to_out(L.data[order], pos, fn, "laplacian_weight"),
+            _to_out(mass, pos, fn, "mass", positive=True))

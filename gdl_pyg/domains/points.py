@@ -252,10 +252,13 @@ def points_to_data(pos: Tensor, k: Optional[int] = None, r: Optional[float] = No
     frame = _tangent_frame(n, P[ref] - P)
     phi = _projected_angle(d, frame[dst]) if src.size else np.zeros(0)
     conn = _extrinsic_connection(n, frame, src, dst) if src.size else np.zeros(0)
-    data = Data(pos=pos, normal=_to_out(n, pos), frame=_to_out(frame, pos),
+    # checked after the cast to the dtype of pos (see mesh_to_data)
+    data = Data(pos=pos, normal=_to_out(n, pos, fn, "normal"),
+                frame=_to_out(frame, pos, fn, "frame"),
                 edge_index=edge_index.to(pos.device),
-                edge_logmap=_to_out(np.stack([dist, phi], axis=-1).reshape(-1, 2), pos),
-                edge_connection=_to_out(conn, pos))
+                edge_logmap=_to_out(np.stack([dist, phi], axis=-1).reshape(-1, 2), pos, fn,
+                                    "edge_logmap", positive=True),
+                edge_connection=_to_out(conn, pos, fn, "edge_connection"))
     if batch is not None:
         data.batch = batch
     return data

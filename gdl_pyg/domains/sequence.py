@@ -24,6 +24,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from gdl_pyg.groups.time_warping import path_edge_index
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["sequence_to_data", "data_to_sequence", "sequence_layout", "SequenceLayout",
            "warp_step_sizes"]
@@ -151,10 +152,12 @@ def sequence_layout(edge_index: Tensor, num_nodes: int) -> SequenceLayout:
         edge_index (torch.Tensor): ``[2, E]`` path edges.
         num_nodes (int): the number of nodes ``N``.
     """
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        got = list(edge_index.shape) if isinstance(edge_index, Tensor) else \
-            type(edge_index).__name__
-        raise ValueError(f"Expected 'edge_index' of shape [2, num_edges] (got {got})")
+    check_edge_index(edge_index, None, "sequence_layout")
+    if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+        raise TypeError(f"'sequence_layout' expected a dense 'edge_index' tensor of shape "
+                        f"[2, num_edges] (got {type(edge_index).__name__} with layout "
+                        f"{getattr(edge_index, 'layout', None)}); pass the path graph's "
+                        f"edge_index")
     if num_nodes < 1:
         raise ValueError(f"Expected a sequence with at least one node (got {num_nodes})")
     src, dst = edge_index[0], edge_index[1]

@@ -3,6 +3,7 @@ atomic writes."""
 import contextlib
 import os
 import os.path as osp
+import re
 import tempfile
 from typing import Dict, Iterator, Optional, Tuple, Union
 
@@ -12,7 +13,8 @@ from torch import Tensor
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_path", "resolve_format", "check_readable", "to_numpy"]
+__all__ = ["atomic_path", "resolve_format", "check_readable", "to_numpy", "float_tensor",
+           "check_declared_size", "check_final_newline"]
 
 
 def resolve_format(path: PathLike, file_format: Optional[str], formats: Dict[str, str],
@@ -126,3 +128,86 @@ def check_pos(pos: np.ndarray, what: str) -> np.ndarray:
         bad = int((~np.isfinite(pos)).any(axis=1).sum())
         raise ValueError(f"{what} received {bad} point(s) with NaN or infinite coordinates")
     return pos
+
+
+def float_tensor(value: np.ndarray, dtype: torch.dtype, where: str, what: str) -> Tensor:
+    r"""``value`` (a float array, checked finite by the caller where it must
+    be) as a tensor of ``dtype``, checked **after** the cast: a value that is
+    finite in the file but overflows ``dtype`` (``1e39`` in float32, ``7e4``
+    in float16) raises :class:`ValueError` instead of becoming ``inf``.
+
+    Args:
+        value (numpy.ndarray): the values, any float dtype, rows first.
+        dtype (torch.dtype): the requested floating dtype.
+        where (str): the file (or caller), for the message.
+        what (str): the quantity, *e.g.* ``"coordinates"``, for the message.
+    """
+    value = np.ascontiguousarray(value)
+    out = torch.from_numpy(value.astype(np.float64, copy=False)).to(dtype)
+    if out.is_floating_point() and out.numel():
+        finite_before = torch.from_numpy(np.isfinite(value))
+        lost = finite_before & ~torch.isfinite(out)
+        if bool(lost.any()):
+            flat = int(lost.reshape(-1).nonzero()[0, 0])
+            row = int(np.unravel_index(flat, value.shape)[0]) if value.ndim else 0
+            bad = float(value.reshape(-1)[flat])
+            raise ValueError(f"{where}: {what} value {bad!r} (row {row}) cannot be represented "
+                             f"in {dtype} (largest finite value "
+                             f"{torch.finfo(dtype).max:.4g}); read the file with "
+                             f"dtype=torch.float64 or rescale it")
+    return out
+
+
+def check_declared_size(path: str, fmt: str, what: str, count: int, min_bytes: float,
+                        available: int) -> None:
+    r"""Raises :class:`ValueError` when a header's declared ``count`` of
+    ``what`` needs at least ``min_bytes`` bytes but only ``available`` bytes
+    follow the header, before anything is allocated from the count."""
+    if count < 0:
+        raise ValueError(f"'{path}': the {fmt} header declares a negative number of {what} "
+                         f"({count})")
+    if min_bytes > available:
+        raise ValueError(f"'{path}': the {fmt} header declares {count} {what}, which need at "
+                         f"least {int(min_bytes)} bytes, but only {available} bytes follow the "
+                         f"header (truncated file or corrupt header)")
+
+
+_NUMBER_TAIL = re.compile(rb"[-+0-9.eE/]+$")
+
+
+def check_final_newline(path: str, fmt: str, comment: Optional[bytes] = b"#",
+                        keys: Optional[Tuple[bytes, ...]] = None) -> None:
+    r"""Raises :class:`ValueError` when a text file ends without a line break
+    in a line whose last token looks like a number: a file cut inside its
+    last number (``967`` becomes ``96``) still parses, as a different mesh or
+    cloud. A complete file that merely lacks its final newline is rejected
+    too (the two cannot be told apart); the message says to append one.
+
+    Args:
+        path (str): the file.
+        fmt (str): the format, for the message.
+        comment (bytes, optional): the comment marker of the format.
+        keys (tuple of bytes, optional): only lines starting with one of these
+            statement keys are checked (*e.g.* ``(b"v", b"f")`` for OBJ).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.replace(b"\r", b"\n").rsplit(b"\n", 1)[-1]
+    if comment is not None:
+        last = last.split(comment, 1)[0]
+    tokens = last.split()
+    if not tokens or (keys is not None and tokens[0] not in keys):
+        return
+    if len(tokens) == 1 and keys is not None:
+        return
+    if _NUMBER_TAIL.search(tokens[-1]) is None:
+        return
+    shown = last.strip().decode("utf-8", "replace")[-60:]
+    raise ValueError(f"'{path}' ends without a line break inside the line {shown!r}: the "
+                     f"{fmt.upper()} file looks truncated (its last number may be cut short, "
+                     f"e.g. '967' read as '96'); if the file is complete, append a newline "
+                     f"to it")

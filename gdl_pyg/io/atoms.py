@@ -22,7 +22,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gdl_pyg.io._utils import PathLike, atomic_path, check_readable, to_numpy
+from gdl_pyg.io._utils import (
+    PathLike,
+    atomic_path,
+    check_final_newline,
+    check_readable,
+    float_tensor,
+    to_numpy,
+)
 
 __all__ = ["read_xyz", "write_xyz", "atoms_to_data", "data_to_atoms"]
 
@@ -39,19 +46,24 @@ def atoms_to_data(atoms, dtype: torch.dtype = torch.float32) -> Data:
     docstring); the energy and forces are taken from its calculator's results
     (what :func:`ase.io.read` attaches to an extended XYZ frame) or from
     ``atoms.info["energy"]`` / ``atoms.arrays["forces"]``."""
+    where = "'atoms_to_data'"
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    # float values are checked after the cast to dtype (1e39 overflows float32)
     data = Data(z=torch.as_tensor(np.asarray(atoms.numbers), dtype=torch.long),
-                pos=torch.as_tensor(np.asarray(atoms.positions), dtype=dtype))
+                pos=float_tensor(np.asarray(atoms.positions, dtype=np.float64), dtype, where,
+                                 "position"))
     energy = results.get("energy", atoms.info.get("energy"))
     if energy is not None:
-        data.energy = torch.tensor([float(energy)], dtype=dtype)
+        data.energy = float_tensor(np.array([float(energy)]), dtype, where, "energy")
     forces = results.get("forces", atoms.arrays.get("forces"))
     if forces is not None:
-        data.forces = torch.as_tensor(np.asarray(forces), dtype=dtype).reshape(-1, 3)
+        data.forces = float_tensor(np.asarray(forces, dtype=np.float64), dtype, where,
+                                   "force").reshape(-1, 3)
     cell = np.asarray(atoms.cell.array)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() or np.abs(cell).max(initial=0.0) > 0:
-        data.cell = torch.as_tensor(cell, dtype=dtype).reshape(1, 3, 3)
+        data.cell = float_tensor(np.asarray(cell, dtype=np.float64), dtype, where,
+                                 "cell").reshape(1, 3, 3)
         data.pbc = torch.as_tensor(pbc).reshape(1, 3)
     return data
 
@@ -99,6 +111,49 @@ def data_to_atoms(data: Data):
     return atoms
 
 
+_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _check_atom_counts(path: str) -> None:
+    r"""Walks the frames of an (extended) XYZ file by their atom-count lines
+    and raises :class:`ValueError` when a frame declares more atoms than lines
+    follow. ase (3.29) reads a frame by calling ``readline`` once per declared
+    atom, so a count of ``2e9`` in a small file would build a list of two
+    billion empty strings before failing; this walk stops at the end of the
+    file instead. A count line that is not an integer is left to ase."""
+    import importlib
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _OPENERS:
+        opener = importlib.import_module(_OPENERS[ext]).open
+    else:
+        check_final_newline(path, "xyz")  # a cut inside the last number still parses
+        opener = open
+    with opener(path, "rb") as f:
+        frame = 0
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                natoms = int(tokens[0])
+            except ValueError:
+                return
+            if natoms < 0:
+                raise ValueError(f"Cannot read '{path}' as extended XYZ: frame {frame} "
+                                 f"declares a negative number of atoms ({natoms})")
+            got = 0
+            while got < natoms + 1 and f.readline():
+                got += 1
+            if got < natoms + 1:
+                raise ValueError(f"Cannot read '{path}' as extended XYZ: frame {frame} "
+                                 f"declares {natoms} atoms but only {max(got - 1, 0)} atom "
+                                 f"line(s) follow (truncated file or wrong atom count)")
+            frame += 1
+
+
 def read_xyz(path: PathLike, index: Union[int, str, slice] = ":",
              dtype: torch.dtype = torch.float32) -> List[Data]:
     r"""Reads the structures of an extended XYZ file (optionally ``.gz`` /
@@ -125,13 +180,25 @@ def read_xyz(path: PathLike, index: Union[int, str, slice] = ":",
 
     path = check_readable(path)
     try:
+        _check_atom_counts(path)
+    except (OSError, EOFError) as exc:  # a corrupt compressed stream
+        raise ValueError(f"Cannot read '{path}' as extended XYZ: {type(exc).__name__}: "
+                         f"{exc}") from exc
+    try:
         frames = ase.io.read(path, index=index, format="extxyz")
     except Exception as exc:  # ase raises many types (XYZError, ValueError, IndexError, ...)
         raise ValueError(f"Cannot read '{path}' as extended XYZ: {type(exc).__name__}: "
                          f"{exc}") from exc
     if not isinstance(frames, list):
         frames = [frames]
-    return [atoms_to_data(atoms, dtype=dtype) for atoms in frames]
+    out = []
+    for k, atoms in enumerate(frames):
+        try:
+            out.append(atoms_to_data(atoms, dtype=dtype))
+        except ValueError as exc:
+            raise ValueError(f"'{path}' frame {k}: {exc}".replace("'atoms_to_data': ", "")
+                             ) from exc
+    return out
 
 
 def write_xyz(path: PathLike, data_list: Union[Data, Sequence[Data]]) -> None:

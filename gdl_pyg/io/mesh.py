@@ -45,6 +45,17 @@ to positions only (``f v/vt/vn`` uses ``v``); ``vt``, ``vn``, ``g``, ``o``,
 ``s``, ``mtllib`` / ``usemtl`` (the ``.mtl`` file is never opened), ``l``,
 ``p`` and free-form statements are ignored; comments, CRLF line ends, line
 continuations (a trailing backslash) and relative indices are understood.
+All corners of a face must have the same form (``v``, ``v/vt``, ``v//vn`` or
+``v/vt/vn``).
+
+**Truncation.** A text file (OBJ, OFF, ASCII PLY) cut inside its last
+number still parses, as a different mesh (``f 1 2 967`` cut to ``f 1 2 96``).
+Such a file is rejected when it does not end with a line break and its last
+line ends in a number (for OBJ: a ``v`` or ``f`` line); the limit: a complete
+file that merely lacks its final newline is rejected too (the message says to
+append one), and a cut exactly before a line break cannot be detected. Header
+counts (PLY elements, OFF vertices and faces) are checked against the file
+size before anything is allocated from them.
 
 **Cleaning** (:obj:`clean=True`, :func:`clean_mesh`) merges exactly equal
 vertices, drops degenerate and duplicate triangles, orients the triangles
@@ -76,7 +87,10 @@ from gdl_pyg.io._utils import (
     PathLike,
     atomic_path,
     check_pos,
+    check_declared_size,
+    check_final_newline,
     check_readable,
+    float_tensor,
     resolve_format,
     split_data,
     to_numpy,
@@ -539,8 +553,59 @@ def _ply_vertex_attrs(vertex: np.ndarray) -> Dict[str, np.ndarray]:
     return attrs
 
 
+_PLY_SIZES = {"char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2,
+              "ushort": 2, "uint16": 2, "int": 4, "int32": 4, "uint": 4, "uint32": 4,
+              "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _check_ply_header(path: str) -> None:
+    r"""Checks the element counts of a PLY header against the file size
+    before :mod:`plyfile` allocates arrays of that many rows: in a binary file
+    every element needs at least the bytes of its scalar properties and list
+    counts, in an ASCII file at least two bytes (a digit and a separator) per
+    property. An ASCII file must also end with a line break (see
+    :func:`~gdl_pyg.io._utils.check_final_newline`). A header this check
+    cannot follow is left to :mod:`plyfile`'s own errors."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(min(size, 1 << 20))
+    end = head.find(b"end_header")
+    nl = head.find(b"\n", end) if end >= 0 else -1
+    if nl < 0:
+        return
+    body = size - (nl + 1)
+    fmt, elements = None, []
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        t = line.split()
+        if not t:
+            continue
+        if t[0] == "format" and len(t) >= 2:
+            fmt = t[1]
+        elif t[0] == "element" and len(t) >= 3:
+            try:
+                elements.append([t[1], int(t[2]), 0])
+            except ValueError:
+                return
+        elif t[0] == "property" and elements:
+            size_of = _PLY_SIZES.get(t[2] if len(t) >= 5 and t[1] == "list" else
+                                     (t[1] if len(t) >= 3 else ""))
+            if size_of is None:
+                return
+            elements[-1][2] += size_of if fmt != "ascii" else 2
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        return
+    need = 0
+    for name, count, per in elements:
+        need += count * per
+        check_declared_size(path, "PLY", f"'{name}' elements", count,
+                            need - (1 if fmt == "ascii" else 0), body)
+    if fmt == "ascii":
+        check_final_newline(path, "ply", comment=None)
+
+
 def _read_plydata(path: str):
     from plyfile import PlyData
+    _check_ply_header(path)
     try:
         ply = PlyData.read(path)
     except Exception as exc:
@@ -573,11 +638,14 @@ def _read_ply(path: str):
     return pos, tri, num_poly, attrs
 
 
-def _off_face_count(path: str) -> Optional[int]:
-    r"""The face count in an OFF header (``None`` if the header has no count)."""
+def _off_header(path: str) -> Tuple[Optional[int], Optional[int], int]:
+    r"""The vertex and face counts in an OFF header (``None`` where the
+    header has none) and the number of bytes the header lines take."""
     tokens: List[str] = []
+    offset = 0
     with open(path, "rb") as f:
         for raw in f:
+            offset += len(raw)
             line = raw.split(b"#", 1)[0].decode("utf-8", "replace").split()
             if not line:
                 continue
@@ -586,10 +654,28 @@ def _off_face_count(path: str) -> Optional[int]:
                 break
     if tokens and tokens[0].upper().endswith("OFF"):
         tokens = tokens[1:]
-    try:
-        return int(tokens[1])
-    except (IndexError, ValueError):
-        return None
+    counts: List[Optional[int]] = []
+    for k in range(2):
+        try:
+            counts.append(int(tokens[k]))
+        except (IndexError, ValueError):
+            counts.append(None)
+    return counts[0], counts[1], offset
+
+
+def _check_off_header(path: str) -> Optional[int]:
+    r"""Checks the OFF header's counts against the file size (a vertex needs
+    at least 6 bytes, ``"0 0 0\n"``, a face at least 8, ``"3 0 1 2\n"``)
+    and that the file ends with a line break; returns the face count."""
+    nv, nf, offset = _off_header(path)
+    body = os.path.getsize(path) - offset
+    if nv is not None:
+        check_declared_size(path, "OFF", "vertices", nv, 6 * nv - 1, body)
+        if nf is not None:
+            check_declared_size(path, "OFF", f"vertices and {nf} faces", nf,
+                                6 * nv + 8 * nf - 1, body)
+    check_final_newline(path, "off")
+    return nf
 
 
 def _read_off(path: str):
@@ -602,6 +688,7 @@ def _read_off(path: str):
         captured["faces"] = list(faces)
         return np.zeros((0, 3), dtype=np.int64)
 
+    expected = _check_off_header(path)
     with _OFF_LOCK:
         patch = (mock.patch.object(off_module, "triangulate_quads", capture)
                  if hasattr(off_module, "triangulate_quads") else contextlib.nullcontext())
@@ -615,7 +702,6 @@ def _read_off(path: str):
         tri = np.asarray(kwargs.get("faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
         return pos, tri, 0, {}
     faces = captured["faces"]
-    expected = _off_face_count(path)
     if expected is not None and expected != len(faces):
         raise ValueError(f"'{path}': the OFF header declares {expected} faces but the file "
                          f"holds {len(faces)} (truncated file or wrong vertex/face count)")
@@ -655,6 +741,46 @@ def _obj_face_indices(tokens: List[str], path: str, lines: List[int]) -> np.ndar
         raise
 
 
+_OBJ_FORMS = ("v", "v/vt", "v//vn", "v/vt/vn")
+
+
+def _obj_corner_form(token: str) -> int:
+    r"""0: ``v``, 1: ``v/vt``, 2: ``v//vn``, 3: ``v/vt/vn``; -1: malformed
+    (an empty index, *e.g.* ``7/`` or ``7/2/``, or more than two slashes)."""
+    parts = token.split("/")
+    if len(parts) == 1:
+        return 0
+    if len(parts) == 2:
+        return 1 if parts[1] else -1
+    if len(parts) == 3 and parts[2]:
+        return 3 if parts[1] else 2
+    return -1
+
+
+def _check_obj_corner_forms(tokens: List[str], sizes: np.ndarray, lines: np.ndarray,
+                            path: str) -> None:
+    r"""Every corner of a face must have the same form (``v``, ``v/vt``,
+    ``v//vn`` or ``v/vt/vn``), as the OBJ specification requires; a line
+    mixing them, or a corner with an empty index, is malformed (often a cut
+    or a corrupted file)."""
+    if not tokens:
+        return
+    form = np.fromiter((_obj_corner_form(t) for t in tokens), dtype=np.int64,
+                       count=len(tokens))
+    if (form < 0).any():
+        bad = int(np.nonzero(form < 0)[0][0])
+        raise ValueError(f"'{path}' line {int(lines[bad])}: malformed OBJ face corner "
+                         f"{tokens[bad]!r} (expected one of the forms "
+                         f"{', '.join(_OBJ_FORMS)})")
+    first = np.repeat(form[np.cumsum(sizes) - sizes], sizes)
+    if (form != first).any():
+        bad = int(np.nonzero(form != first)[0][0])
+        raise ValueError(f"'{path}' line {int(lines[bad])}: an OBJ face mixes corner forms "
+                         f"({_OBJ_FORMS[int(first[bad])]!r} and {_OBJ_FORMS[int(form[bad])]!r}, "
+                         f"corner {tokens[bad]!r}); all corners of a face must have the same "
+                         f"form")
+
+
 def _read_obj(path: str):
     r"""Positions from the ``v`` statements (in file order, all of them) and
     faces from the ``f`` statements, by position index only.
@@ -666,6 +792,9 @@ def _read_obj(path: str):
     statement before the face, and a backslash at the end of a line continues
     it on the next (as in the OBJ specification).
     """
+    # a file cut inside its last 'v' / 'f' line would still parse ('967' as '96')
+    keys = (b"v",) + tuple(k.encode() for k in _OBJ_FACE_KEYS)
+    check_final_newline(path, "obj", b"#", keys)
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
@@ -729,6 +858,7 @@ def _read_obj(path: str):
         raise ValueError(f"'{path}' line {f_lines[bad]}: face {bad} has {int(sizes[bad])} "
                          f"corner(s); faces need at least 3 (truncated file?)")
     corner_lines = np.repeat(np.asarray(f_lines, dtype=np.int64), sizes)
+    _check_obj_corner_forms(f_tokens, sizes, corner_lines, path)
     idx = _obj_face_indices(f_tokens, path, corner_lines.tolist() if f_tokens else [])
     counts = np.repeat(np.asarray(f_counts, dtype=np.int64), sizes)
     if (idx == 0).any():
@@ -907,20 +1037,21 @@ def read_mesh(path: PathLike, file_format: Optional[str] = None, clean: bool = F
         pos = pos[kept_vertices]
         attrs = {k: v[kept_vertices] for k, v in attrs.items()}
 
-    data = Data(pos=torch.from_numpy(pos).to(dtype),
+    # checked after the cast: a coordinate finite in float64 can overflow dtype
+    data = Data(pos=float_tensor(pos, dtype, f"'{path}'", "vertex coordinate"),
                 face=torch.from_numpy(np.ascontiguousarray(tri.T)))
     for name, value in attrs.items():
-        data[name] = _attr_tensor(name, value, dtype)
+        data[name] = _attr_tensor(name, value, dtype, path)
     return (data, report) if return_report else data
 
 
-def _attr_tensor(name: str, value: np.ndarray, dtype: torch.dtype) -> Tensor:
+def _attr_tensor(name: str, value: np.ndarray, dtype: torch.dtype, path: str) -> Tensor:
     value = np.ascontiguousarray(value)
     if name == "color" and value.dtype == np.uint8:
         return torch.from_numpy(value)
     if np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
         return torch.from_numpy(value.astype(np.int64))
-    return torch.from_numpy(value.astype(np.float64)).to(dtype)
+    return float_tensor(value, dtype, f"'{path}'", f"vertex attribute '{name}'")
 
 
 # ---------------------------------------------------------------------------

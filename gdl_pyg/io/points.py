@@ -33,7 +33,9 @@ from gdl_pyg.io._utils import (
     PathLike,
     atomic_path,
     check_pos,
+    check_final_newline,
     check_readable,
+    float_tensor,
     resolve_format,
     split_data,
     to_numpy,
@@ -122,6 +124,7 @@ def _pts_count(path: str) -> Optional[int]:
 
 
 def _read_text(path: str, fmt: str, columns):
+    check_final_newline(path, fmt)  # a cut inside the last number still parses
     skip, expected = 0, None
     if fmt == "pts":
         expected = _pts_count(path)
@@ -231,7 +234,9 @@ def read_points(path: PathLike, file_format: Optional[str] = None,
             bad = np.nonzero(~np.isfinite(value).reshape(n, -1).all(axis=1))[0]
             raise ValueError(f"'{path}': {bad.size} point(s) have NaN or infinite {name} "
                              f"(first: point {int(bad[0])})")
-    data = Data(pos=torch.from_numpy(np.ascontiguousarray(pos, dtype=np.float64)).to(dtype))
+    # checked after the cast: a coordinate finite in float64 can overflow dtype
+    data = Data(pos=float_tensor(np.asarray(pos, dtype=np.float64), dtype, f"'{path}'",
+                                 "point coordinate"))
     for name, value in fields.items():
         value = np.ascontiguousarray(value)
         if name in ("normal", "color") and (value.ndim != 2 or value.shape[0] != n):
@@ -241,7 +246,7 @@ def read_points(path: PathLike, file_format: Optional[str] = None,
         elif np.issubdtype(value.dtype, np.integer) or value.dtype == bool:
             data[name] = torch.from_numpy(value.astype(np.int64))
         elif np.issubdtype(value.dtype, np.floating):
-            data[name] = torch.from_numpy(value.astype(np.float64)).to(dtype)
+            data[name] = float_tensor(value, dtype, f"'{path}'", f"field '{name}'")
         else:
             raise ValueError(f"'{path}': field '{name}' has unsupported dtype {value.dtype}")
     return data

@@ -24,7 +24,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
+from gdl_pyg.domains.mesh import _to_out
 from gdl_pyg.domains.point_laplacian import point_cloud_laplacian
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["PointCloudLaplacian", "LaplacianEigenbasis", "HeatKernelSignature",
            "SpatialGradient", "laplacian_eigenbasis", "heat_kernel_signature",
@@ -172,10 +174,11 @@ class LaplacianEigenbasis(BaseTransform):
                              f"'batch' vector); apply it before batching")
         evals, evecs = laplacian_eigenbasis(data.laplacian_index, data.laplacian_weight,
                                             data.mass, self.k, self.dense_threshold)
-        dtype, device = _dtype_of(data), data.mass.device
-        data.evals = torch.from_numpy(evals).to(dtype=dtype, device=device).view(1, -1)
-        data.evecs = torch.from_numpy(np.ascontiguousarray(evecs)).to(dtype=dtype,
-                                                                      device=device)
+        like = torch.empty(0, dtype=_dtype_of(data), device=data.mass.device)
+        # checked after the cast: eigenvalues grow as 1 / area (overflow in float32 for
+        # surfaces scaled by 1e-20)
+        data.evals = _to_out(evals, like, name, "evals").view(1, -1)
+        data.evecs = _to_out(evecs, like, name, "evecs")
         return data
 
     def __repr__(self) -> str:
@@ -283,6 +286,7 @@ def spatial_gradient(pos: Tensor, frame: Tensor, edge_index: Tensor,
     e_{2,i}\rangle)`. ``grad_index[0]`` is the vertex :math:`i`,
     ``grad_index[1]`` the vertex :math:`j` (self entries included), sorted.
     """
+    check_edge_index(edge_index, pos.size(0), "spatial_gradient")
     P = pos.detach().cpu().to(torch.float64).numpy()
     Fr = frame.detach().cpu().to(torch.float64).numpy()
     src, dst = edge_index.detach().cpu().numpy()
@@ -306,8 +310,7 @@ def spatial_gradient(pos: Tensor, frame: Tensor, edge_index: Tensor,
     w = np.concatenate([A, diag], 0)
     order = np.lexsort((cols, rows))
     index = torch.from_numpy(np.stack([rows[order], cols[order]]).astype(np.int64))
-    return index.to(pos.device), torch.from_numpy(
-        np.ascontiguousarray(w[order])).to(dtype=pos.dtype, device=pos.device)
+    return index.to(pos.device), _to_out(w[order], pos, "spatial_gradient", "grad_weight")
 
 
 class SpatialGradient(BaseTransform):

@@ -42,6 +42,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from gdl_pyg.domains.mesh import _lookup, _tie_free_predecessor, _wrap
+from gdl_pyg.utils import check_edge_index
 
 __all__ = ["MeshHierarchy", "MeshHierarchyData"]
 
@@ -276,6 +277,12 @@ class MeshHierarchy(BaseTransform):
                 out[key] = value
         like = data.edge_logmap
         N = data.num_nodes
+        check_edge_index(data.edge_index, N, name)
+        E = data.edge_index.size(1)
+        for key, width in (("edge_logmap", (E, 2)), ("edge_connection", (E,))):
+            if tuple(data[key].shape) != width:
+                raise ValueError(f"'{name}' expected '{key}' of shape {list(width)}, one row "
+                                 f"per edge (got {list(data[key].shape)})")
         src, dst = (t.detach().cpu().numpy().astype(np.int64) for t in data.edge_index)
         lm = data.edge_logmap.detach().cpu().to(torch.float64).numpy()
         r, phi = lm[:, 0], lm[:, 1]

@@ -8,6 +8,8 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import AddRandomWalkPE, BaseTransform
 from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix, to_undirected
 
+from gdl_pyg.utils import check_edge_index
+
 __all__ = ["LaplacianPE", "RandomWalkPE"]
 
 
@@ -75,6 +77,7 @@ class LaplacianPE(BaseTransform):
         if data.edge_index is None:
             raise ValueError("'LaplacianPE' needs 'edge_index' (got None)")
         N = data.num_nodes
+        check_edge_index(data.edge_index, N, "LaplacianPE")
         edge_weight = data.get("edge_weight")
         edge_index, edge_weight = to_undirected(data.edge_index, edge_weight, N, reduce="max")
         edge_index, edge_weight = get_laplacian(edge_index, edge_weight, normalization="sym",
@@ -128,6 +131,7 @@ class RandomWalkPE(BaseTransform):
     def forward(self, data: Data) -> Data:
         if data.edge_index is None:
             raise ValueError("'RandomWalkPE' needs 'edge_index' (got None)")
+        check_edge_index(data.edge_index, data.num_nodes, "RandomWalkPE")
         out = self._pyg(data)
         # PyG computes in float32 whatever the input: follow x's dtype like LaplacianPE
         x = data.get("x")

@@ -159,3 +159,20 @@ def test_bad_inputs():
     partial = pix.subgraph(torch.arange(10))
     with pytest.raises(ValueError, match="full grid"):
         lift_grid(partial, "p4")
+
+
+def test_reused_edge_index_is_validated():
+    # issue 9: a malformed pixel edge_index is rejected, not lifted into another graph
+    pix = grid_to_data(torch.randn(1, 4, 4))
+    bad = pix.clone()
+    bad.edge_index = pix.edge_index.t().contiguous()
+    with pytest.raises(ValueError, match=r"'lift_grid'.*data\.edge_index.*transposed"):
+        lift_grid(bad, "p4")
+    bad.edge_index = pix.edge_index.clone()
+    bad.edge_index[0, 0] = 16
+    with pytest.raises(ValueError, match=r"'lift_grid'.*index 16.*only 16 nodes"):
+        lift_grid(bad, "p4")
+    bad.edge_index = pix.edge_index.float()
+    with pytest.raises(ValueError, match="integer type"):
+        lift_grid(bad, "p4")
+    assert lift_grid(pix, "p4").edge_index.size(1) == pix.edge_index.size(1) * 16

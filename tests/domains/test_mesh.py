@@ -648,3 +648,65 @@ def test_libigl_comparison_covers_obtuse_triangles():
     pos, face = get_reference_mesh("obtuse_grid")
     d = mesh_to_data(pos, face)
     assert not torch.allclose(d.mass, mesh_to_data(pos, face, mass="barycentric").mass)
+
+
+# issue 9: results that the dtype of pos cannot hold raise instead of inf / 0
+
+def _icosphere_mesh(dtype=torch.float32):
+    m = trimesh.creation.icosphere(subdivisions=1)
+    return torch.tensor(m.vertices, dtype=dtype), torch.tensor(m.faces.T.copy())
+
+
+@pytest.mark.parametrize("scale,match", [
+    (1e20, r"'face_area' reaches .*e\+39, which overflows torch\.float32"),
+    (1e-25, r"mass-normalised Laplacian M\^-1 L reaches .* overflows torch\.float32"),
+    (1e-20, r"mass-normalised Laplacian M\^-1 L .* overflows torch\.float32"),
+])
+def test_scaled_float32_mesh_raises_instead_of_inf_or_zero(scale, match):
+    pos, face = _icosphere_mesh()
+    with pytest.raises(ValueError, match=match + r".*NormalizeScale.*torch\.float64"):
+        mesh_to_data(pos * scale, face)
+    # float64 positions of the same scale hold every result (geometry is float64 inside)
+    data = mesh_to_data(pos.double() * scale, face)
+    ref = mesh_to_data(pos.double(), face)
+    assert torch.allclose(data.mass, ref.mass * scale**2, rtol=1e-12, atol=0)
+    assert torch.allclose(data.laplacian_weight, ref.laplacian_weight, rtol=1e-9, atol=1e-12)
+    L = laplacian_matrix(data, normalize=True)
+    assert bool(torch.isfinite(L.values()).all())
+
+
+def test_float32_mesh_results_match_float64_at_moderate_scales():
+    pos, face = _icosphere_mesh()
+    for scale in (1e-15, 1.0, 1e15):
+        d32 = mesh_to_data(pos * scale, face)
+        d64 = mesh_to_data((pos * scale).double(), face)
+        for key in ("mass", "face_area", "laplacian_weight", "edge_logmap"):
+            assert bool(torch.isfinite(d32[key]).all()) and bool((d32.mass > 0).all())
+            assert torch.allclose(d32[key].double(), d64[key], rtol=1e-5, atol=1e-6 * float(
+                d64[key].abs().max())), key
+
+
+def test_positive_results_underflowing_to_zero_raise():
+    # float16 at scale 1e-3: areas ~3e-7 are subnormal and M^-1 L ~3e6 > 65504
+    pos, face = _icosphere_mesh(torch.float16)
+    with pytest.raises(ValueError, match=r"M\^-1 L reaches .* overflows torch\.float16"):
+        mesh_to_data(pos * 1e-3, face)
+    # the cast check itself: a positive value that becomes 0 raises, a true 0 does not
+    from gdl_pyg.domains.mesh import _to_out
+    like = torch.empty(0, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"'f': 'mass' goes down to 1e-50, which underflows "
+                                         r"to 0 in torch\.float32"):
+        _to_out(np.array([1.0, 1e-50]), like, "f", "mass", positive=True)
+    assert _to_out(np.array([1.0, 0.0]), like, "f", "mass", positive=True)[1].item() == 0.0
+    with pytest.raises(ValueError, match=r"'f': 'w' reaches 1e\+39, which overflows"):
+        _to_out(np.array([1.0, 1e39]), like, "f", "w")
+
+
+def test_laplacian_matrix_normalize_rejects_non_finite():
+    pos, face = _icosphere_mesh(torch.float64)
+    data = mesh_to_data(pos, face)
+    data.mass = data.mass.clone()
+    data.mass[3] = 0.0
+    with pytest.raises(ValueError, match=r"'laplacian_matrix'.*not finite.*'mass'"):
+        laplacian_matrix(data, normalize=True)
+    assert laplacian_matrix(data).values().isfinite().all()

@@ -121,3 +121,15 @@ def test_bad_input():
         point_cloud_laplacian(pos[:3])
     with pytest.raises(ValueError, match="non-negative 'mollify'"):
         point_cloud_laplacian(pos, mollify=-1.0)
+
+
+def test_scaled_float32_cloud_raises_instead_of_zero_mass():
+    # issue 9: a mass of ~1e-53 is 0 in float32 and M^-1 L infinite
+    pos = sphere_points(200).float()
+    with pytest.raises(ValueError, match=r"'point_cloud_laplacian'.*overflows torch\.float32"
+                                         r".*NormalizeScale"):
+        point_cloud_laplacian(pos * 1e-25, k=10)
+    index, weight, mass = point_cloud_laplacian(pos.double() * 1e-25, k=10)
+    assert bool((mass > 0).all()) and bool(torch.isfinite(weight).all())
+    _, _, mass1 = point_cloud_laplacian(pos.double(), k=10)
+    assert torch.allclose(mass, mass1 * 1e-50, rtol=1e-9, atol=0)

@@ -120,3 +120,18 @@ def test_errors():
         data_to_sequence(sequence_to_data(torch.randn(3, 1)), key="h")
     with pytest.raises(ValueError, match="time stamps"):
         warp_step_sizes(torch.zeros(3, 2), torch.zeros(2, 0, dtype=torch.long))
+
+
+def test_sequence_layout_validates_edge_index():
+    # issue 9: a transposed / 3-row / float edge_index is rejected with the shared check
+    data = sequence_to_data(torch.randn(5, 2))
+    ei = data.edge_index
+    with pytest.raises(ValueError, match=r"'sequence_layout'.*looks transposed"):
+        sequence_layout(ei.t(), 5)
+    with pytest.raises(ValueError, match=r"'sequence_layout'.*size 2 in the first dimension"):
+        sequence_layout(torch.cat([ei, ei[:1]]), 5)
+    with pytest.raises(ValueError, match=r"'sequence_layout'.*integer type"):
+        sequence_layout(ei.float(), 5)
+    with pytest.raises(TypeError, match=r"'sequence_layout'.*torch\.Tensor"):
+        sequence_layout(ei.tolist(), 5)
+    assert sequence_layout(ei, 5).num_sequences == 1

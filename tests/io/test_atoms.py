@@ -111,3 +111,40 @@ def test_shipped_files_read():
         assert set(d.keys()) == {"z", "pos", "energy", "forces"}
         assert d.forces.shape == d.pos.shape
         assert np.isfinite(d.pos.numpy()).all()
+
+
+# issue 9: no silent wrong answers on malformed files
+
+def test_positions_overflowing_the_dtype_raise(tmp_path):
+    path = tmp_path / "big.xyz"
+    path.write_text("2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 1e39 0 0\n")
+    with pytest.raises(ValueError, match=r"big\.xyz' frame 0: position value 1e\+39.*"
+                                         r"cannot be represented in torch\.float32"):
+        read_xyz(path)
+    assert read_xyz(path, dtype=torch.float64)[0].pos[1, 0].item() == 1e39
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_atom_count_is_checked_against_the_file(tmp_path, compress):
+    # ase reads a frame by one readline() per declared atom: 2e9 would build a list of
+    # two billion strings before failing
+    text = "2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 1 0 0\n" \
+           "2000000000\nProperties=species:S:1:pos:R:3\nH 0 0 0\n"
+    path = tmp_path / ("huge.xyz.gz" if compress else "huge.xyz")
+    if compress:
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=r"frame 1 declares 2000000000 atoms but only 1 "
+                                         r"atom line\(s\) follow"):
+        read_xyz(path)
+
+
+def test_xyz_cut_inside_last_number_raises(tmp_path):
+    path = tmp_path / "cut.xyz"
+    path.write_text("2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 1 0 0.12")
+    with pytest.raises(ValueError, match="without a line break"):
+        read_xyz(path)
+    path.write_text("2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 1 0 0.12\n")
+    assert read_xyz(path)[0].pos.shape == (2, 3)

@@ -619,3 +619,179 @@ def test_obj_large_is_fast(tmp_path):
     elapsed = time.perf_counter() - t0
     assert torch.equal(data.face, face)
     assert elapsed < 10.0, elapsed  # about 1 s on one core of the project's machine
+
+
+# ---------------------------------------------------------------------------
+# issue 9: no silent wrong answers on malformed files
+# ---------------------------------------------------------------------------
+
+_TET_POS = "0 0 0\n1 0 0\n0 1 0\n0 0 1\n"
+
+
+@pytest.mark.parametrize("ext,text", [
+    ("off", "OFF\n4 4 0\n0 0 0\n1e39 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 1 2 3\n3 0 3 2\n"),
+    ("obj", "v 0 0 0\nv 1e39 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 2 3 4\nf 1 4 3\n"),
+    ("ply", "ply\nformat ascii 1.0\nelement vertex 4\nproperty double x\nproperty double y\n"
+            "property double z\nelement face 4\nproperty list uchar int vertex_indices\n"
+            "end_header\n0 0 0\n1e39 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 1 2 3\n3 0 3 2\n"),
+    ("stl", "solid s\nfacet normal 0 0 0\nouter loop\nvertex 0 0 0\nvertex 1e39 0 0\n"
+            "vertex 0 1 0\nendloop\nendfacet\nendsolid s\n"),
+])
+def test_coordinates_overflowing_the_dtype_raise(tmp_path, ext, text):
+    # 1e39 is finite in float64 but inf in float32: checked after the cast
+    path = tmp_path / f"big.{ext}"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"1e\+39.*cannot be represented in torch\.float32"
+                                         r".*dtype=torch\.float64"):
+        read_mesh(path)
+    data = read_mesh(path, dtype=torch.float64)
+    assert data.pos.dtype == torch.float64 and data.pos.max().item() == 1e39
+    with pytest.raises(ValueError, match="torch.float16"):  # 1e39 > 65504 as well
+        read_mesh(path, dtype=torch.float16)
+
+
+def test_ply_attribute_overflowing_the_dtype_raises(tmp_path):
+    path = tmp_path / "attr.ply"
+    path.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\n"
+                    "property float y\nproperty float z\nproperty double quality\n"
+                    "element face 1\nproperty list uchar int vertex_indices\nend_header\n"
+                    "0 0 0 1\n1 0 0 1e300\n0 1 0 1\n3 0 1 2\n")
+    with pytest.raises(ValueError, match="vertex attribute 'quality'.*float64"):
+        read_mesh(path)
+    assert read_mesh(path, dtype=torch.float64).quality[1].item() == 1e300
+
+
+def _grid_obj(n=32):
+    # an n x n grid: more than 967 vertices, so a cut index stays in range
+    lines = [f"v {i % n} {i // n} 0" for i in range(n * n)]
+    for i in range(n - 1):
+        for j in range(n - 1):
+            a = i * n + j + 1
+            lines.append(f"f {a} {a + 1} {a + n}")
+            lines.append(f"f {a + 1} {a + n + 1} {a + n}")
+    lines[-1] = lines[-1].rsplit(" ", 1)[0] + " 967"  # valid, and cut to 96 below
+    return "\n".join(lines) + "\n"
+
+
+def test_truncated_obj_inside_last_index_raises(tmp_path):
+    text = _grid_obj()
+    full = tmp_path / "full.obj"
+    full.write_text(text)
+    assert read_mesh(full).face[:, -1].tolist()[-1] == 966
+    cut = tmp_path / "cut.obj"
+    cut.write_text(text[:-2])  # "... 967\n" -> "... 96": a valid index, a different mesh
+    with pytest.raises(ValueError, match=r"cut\.obj.*without a line break.*f .* 96.*"
+                                         r"truncated.*append a newline"):
+        read_mesh(cut)
+    cut_v = tmp_path / "cut_v.obj"
+    cut_v.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nv 0.5 0.5 0.12")
+    with pytest.raises(ValueError, match="without a line break"):
+        read_mesh(cut_v)
+
+
+def test_obj_without_final_newline_after_other_statements_is_read(tmp_path):
+    # only a final 'v' / 'f' line can be cut into a different mesh
+    for tail in ("# done", "vn 0 0 1", "s off", "usemtl red"):
+        path = tmp_path / "ok.obj"
+        path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n" + tail)
+        data = read_mesh(path)
+        assert data.face.tolist() == [[0], [1], [2]]
+
+
+@pytest.mark.parametrize("face,match", [
+    ("f 1/1 2 3", r"mixes corner forms \('v/vt' and 'v'"),
+    ("f 1//1 2//1 3/1/1", r"mixes corner forms \('v//vn' and 'v/vt/vn'"),
+    ("f 1/1/ 2/1/ 3/1/", "malformed OBJ face corner '1/1/'"),
+    ("f 1/ 2/ 3/", "malformed OBJ face corner '1/'"),
+    ("f 1/2/3/4 2 3", "malformed OBJ face corner"),
+    ("f 1 2", "face 0 has 2 corner"),
+])
+def test_obj_malformed_face_lines_raise(tmp_path, face, match):
+    path = tmp_path / "bad.obj"
+    path.write_text(f"v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvn 0 0 1\n{face}\n")
+    with pytest.raises(ValueError, match=r"bad\.obj' line 6: .*" + match):
+        read_mesh(path)
+
+
+def test_obj_consistent_corner_forms_are_read(tmp_path):
+    path = tmp_path / "ok.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nvt 0 0\nvn 0 0 1\n"
+                    "f 1/1/1 2/1/1 3/1/1\nf 2//1 4//1 3//1\nf 1/1 2/1 4/1\n")
+    assert read_mesh(path).face.T.tolist() == [[0, 1, 2], [1, 3, 2], [0, 1, 3]]
+
+
+@pytest.mark.parametrize("ext,text", [
+    ("off", "OFF\n4 1 0\n" + _TET_POS + "3 0 1 3"),
+    ("ply", "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+            "property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
+            "end_header\n" + _TET_POS + "3 0 1 3"),
+])
+def test_text_mesh_cut_inside_last_number_raises(tmp_path, ext, text):
+    # "3 0 1 3" could be "3 0 1 31" cut short: same count, valid indices, other mesh
+    path = tmp_path / f"cut.{ext}"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="without a line break.*append a newline"):
+        read_mesh(path)
+    path.write_text(text + "\n")
+    assert read_mesh(path).face.T.tolist() == [[0, 1, 3]]
+
+
+def _binary_ply_header(nv, nf):
+    return (f"ply\nformat binary_little_endian 1.0\nelement vertex {nv}\nproperty float x\n"
+            f"property float y\nproperty float z\nelement face {nf}\n"
+            f"property list uchar int vertex_indices\nend_header\n").encode()
+
+
+def test_ply_header_counts_are_checked_before_allocating(tmp_path):
+    body = np.eye(3, dtype=np.float32).tobytes() + b"\x03" + \
+        np.arange(3, dtype=np.int32).tobytes()
+    ok = tmp_path / "ok.ply"
+    ok.write_bytes(_binary_ply_header(3, 1) + body)
+    assert read_mesh(ok).face.T.tolist() == [[0, 1, 2]]
+    # 2e9 faces in a file of 100-odd bytes: plyfile would first allocate 15 GiB
+    path = tmp_path / "huge.ply"
+    path.write_bytes(_binary_ply_header(3, 2_000_000_000) + body)
+    with pytest.raises(ValueError, match=r"huge\.ply.*declares 2000000000 'face' elements"
+                                         r".*only 49 bytes follow the header"):
+        read_mesh(path)
+    path.write_bytes(_binary_ply_header(2_000_000_000, 1) + body)
+    with pytest.raises(ValueError, match="declares 2000000000 'vertex' elements"):
+        read_mesh(path)
+    ascii_path = tmp_path / "huge_ascii.ply"
+    ascii_path.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\n"
+                          "property float y\nproperty float z\nelement face 2000000000\n"
+                          "property list uchar int vertex_indices\nend_header\n"
+                          "0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    with pytest.raises(ValueError, match="declares 2000000000 'face' elements"):
+        read_mesh(ascii_path)
+    with pytest.raises(ValueError, match="declares 2000000000 'face' elements"):
+        from gdl_pyg.io import read_points
+        read_points(ascii_path)
+
+
+def test_off_header_counts_are_checked(tmp_path):
+    path = tmp_path / "huge.off"
+    path.write_text("OFF\n4 2000000000 0\n" + _TET_POS + "3 0 1 2\n")
+    with pytest.raises(ValueError, match=r"huge\.off.*OFF header declares.*2000000000 faces"
+                                         r".*bytes follow the header"):
+        read_mesh(path)
+    path.write_text("OFF\n2000000000 1 0\n" + _TET_POS + "3 0 1 2\n")
+    with pytest.raises(ValueError, match="declares 2000000000 vertices"):
+        read_mesh(path)
+    path.write_text("OFF\n-4 1 0\n" + _TET_POS + "3 0 1 2\n")
+    with pytest.raises(ValueError, match="negative"):
+        read_mesh(path)
+
+
+def test_bow_tie_rejected_with_require_manifold_regression(tmp_path, monkeypatch):
+    # the check counts bow-tie vertices (MeshReport.non_manifold_vertices); without
+    # that term is_manifold would accept the file
+    path = tmp_path / "bowtie.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv -1 0 0\nv 0 -1 0\nf 1 2 3\nf 1 4 5\n")
+    data, report = read_mesh(path, return_report=True)
+    assert report.non_manifold_vertices == 1 and not report.is_manifold
+    with pytest.raises(ValueError, match="bow-ties"):
+        read_mesh(path, require_manifold=True)
+    monkeypatch.setattr(MeshReport, "is_manifold",
+                        property(lambda self: self.non_manifold_edges == 0))
+    read_mesh(path, require_manifold=True)  # the broken variant lets it through

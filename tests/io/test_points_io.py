@@ -166,3 +166,45 @@ def test_failed_write_leaves_existing_file(tmp_path, monkeypatch, ext):
         write_points(path, Data(pos=data.pos * 2))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [path.name]
+
+
+# issue 9: no silent wrong answers on malformed files
+
+@pytest.mark.parametrize("ext", ["xyz", "pts", "txt"])
+def test_coordinates_overflowing_the_dtype_raise(tmp_path, ext):
+    path = tmp_path / f"big.{ext}"
+    path.write_text("0 0 0\n1e39 0 0\n0 1 0\n")
+    with pytest.raises(ValueError, match=r"1e\+39.*cannot be represented in torch\.float32"):
+        read_points(path)
+    assert read_points(path, dtype=torch.float64).pos[1, 0].item() == 1e39
+
+
+def test_ply_and_npy_overflowing_the_dtype_raise(tmp_path):
+    pos = np.array([[0, 0, 0], [1e39, 0, 0], [0, 1, 0]], dtype=np.float64)
+    write_points(tmp_path / "big.ply", pos)
+    np.save(tmp_path / "big.npy", pos)
+    np.savez(tmp_path / "big.npz", pos=np.eye(3), normal=np.eye(3), intensity=pos[:, 0])
+    for name, match in [("big.ply", "point coordinate"), ("big.npy", "point coordinate"),
+                        ("big.npz", "field 'intensity'")]:
+        with pytest.raises(ValueError, match=match + r".*cannot be represented"):
+            read_points(tmp_path / name)
+        read_points(tmp_path / name, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("ext", ["xyz", "pts", "txt"])
+def test_text_table_cut_inside_last_number_raises(tmp_path, ext):
+    path = tmp_path / f"cut.{ext}"
+    path.write_text("0 0 0\n1 0 0\n0 1 0.12")  # "0.1234" cut short still parses
+    with pytest.raises(ValueError, match="without a line break.*append a newline"):
+        read_points(path)
+    path.write_text("0 0 0\n1 0 0\n0 1 0.12\n# a comment without newline")
+    assert read_points(path).pos.shape == (3, 3)
+
+
+def test_ply_header_counts_are_checked(tmp_path):
+    path = tmp_path / "huge.ply"
+    path.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 2000000000\n"
+                     b"property float x\nproperty float y\nproperty float z\nend_header\n"
+                     + np.zeros(9, np.float32).tobytes())
+    with pytest.raises(ValueError, match="declares 2000000000 'vertex' elements.*only 36"):
+        read_points(path)

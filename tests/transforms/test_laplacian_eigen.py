@@ -170,3 +170,27 @@ def test_hks_default_times_ignore_round_off_zero_eigenvalue():
     assert torch.allclose(a, b, rtol=2e-3, atol=1e-6)  # same times; exp(-lambda_0 t) ~ 1
     std = b.std(dim=0)
     assert int((std > 1e-3 * std.max()).sum()) >= 12
+
+
+def test_eigenbasis_and_gradient_check_the_cast():
+    # issue 9: eigenvalues grow as 1 / area; those of a surface at scale 1e-25 overflow
+    # float32 (computed in float64 from float64 geometry, written in pos's dtype)
+    m = bumpy_sphere(1)
+    data = mesh_to_data(m.pos * 1e-25, m.face)
+    data.pos = data.pos.float()
+    with pytest.raises(ValueError, match=r"'LaplacianEigenbasis': 'evals' reaches .*"
+                                         r"overflows torch\.float32"):
+        LaplacianEigenbasis(k=8)(data)
+    data.pos = data.pos.double()
+    assert bool(torch.isfinite(LaplacianEigenbasis(k=8)(data).evals).all())
+
+
+def test_spatial_gradient_validates_edge_index():
+    from gdl_pyg.transforms.laplacian_eigen import spatial_gradient
+    data = bumpy_sphere(1)
+    with pytest.raises(ValueError, match=r"'spatial_gradient'.*transposed"):
+        spatial_gradient(data.pos, data.frame, data.edge_index.t())
+    ei = data.edge_index.clone()
+    ei[1, 0] = data.num_nodes
+    with pytest.raises(ValueError, match=r"'spatial_gradient'.*target \(second row\) index"):
+        spatial_gradient(data.pos, data.frame, ei)

@@ -254,3 +254,16 @@ def test_disconnected_mesh_gets_a_coarse_vertex_per_component():
     comp = (torch.arange(pos.size(0)) >= p1.size(0)).long()
     assert torch.equal(h.pool_cluster_1, comp)
     assert h.edge_index_1.size(1) == 0
+
+
+def test_validates_edge_index_and_edge_attributes():
+    # issue 9: a malformed edge_index or misaligned edge attributes raise ValueError
+    data = mesh_to_data(*bumpy_sphere(1))
+    bad = data.clone()
+    bad.edge_index = torch.cat([data.edge_index, data.edge_index[:1]])
+    with pytest.raises(ValueError, match=r"'MeshHierarchy'.*size 2 in the first dimension"):
+        MeshHierarchy()(bad)
+    bad = data.clone()
+    bad.edge_logmap = data.edge_logmap[:-1]
+    with pytest.raises(ValueError, match=r"'MeshHierarchy' expected 'edge_logmap' of shape"):
+        MeshHierarchy()(bad)

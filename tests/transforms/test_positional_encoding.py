@@ -101,3 +101,19 @@ def test_checker_fails_on_positional_index():
     with pytest.raises(AssertionError, match="not equivariant"):
         assert_equivariant(LaplacianPE(4, random_sign_flip=False), data, Permutations(),
                            forward=broken)
+
+
+@pytest.mark.parametrize("transform", [LaplacianPE(3, random_sign_flip=False), RandomWalkPE(3)])
+def test_edge_index_is_validated(transform):
+    # issue 9: an out-of-range index is a ValueError naming the transform, not an
+    # IndexError inside PyG's utilities
+    data = connected_graph()
+    name = type(transform).__name__
+    bad = data.clone()
+    bad.edge_index = data.edge_index.clone()
+    bad.edge_index[0, 0] = 15
+    with pytest.raises(ValueError, match=rf"'{name}'.*index 15.*only 15 nodes"):
+        transform(bad)
+    bad.edge_index = data.edge_index.t()
+    with pytest.raises(ValueError, match=rf"'{name}'.*transposed"):
+        transform(bad)
