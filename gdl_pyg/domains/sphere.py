@@ -76,6 +76,9 @@ def icosphere(subdivisions: int = 3, dtype: torch.dtype = torch.float64) -> Data
           mass [N])`` with :math:`N = 10 \cdot 4^s + 2`, :math:`F = 20 \cdot 4^s`,
           :math:`E = 60 \cdot 4^s`.
     """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"'icosphere' expected a floating-point dtype for 'pos' and 'mass' "
+                        f"(got {dtype})")
     if isinstance(subdivisions, bool) or not isinstance(subdivisions, int) \
             or not 0 <= subdivisions <= 8:
         raise ValueError(f"'icosphere' expected an integer 'subdivisions' in [0, 8] "
@@ -161,6 +164,18 @@ def _bilinear(image: Tensor, u: Tensor, v: Tensor, mode: str = "zeros") -> Tenso
     return out.view(C, -1).t()
 
 
+def _check_sphere_points(pos, fn: str) -> Tensor:
+    if not isinstance(pos, Tensor):
+        raise TypeError(f"'{fn}' expected 'pos' to be a torch.Tensor of shape [N, 3] "
+                        f"(got {type(pos).__name__})")
+    if pos.dim() != 2 or pos.size(-1) != 3:
+        raise ValueError(f"'{fn}' expected 'pos' of shape [N, 3] (got {list(pos.shape)})")
+    p = pos.to(torch.float64)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError(f"'{fn}' found NaN or inf in 'pos'; expected finite unit vectors")
+    return p
+
+
 def project_image(image: Tensor, pos: Tensor, fov: float = 90.0,
                   rotation: Optional[Tensor] = None) -> Tensor:
     r"""Projects a planar image onto the sphere: the image lies on the plane
@@ -189,7 +204,7 @@ def project_image(image: Tensor, pos: Tensor, fov: float = 90.0,
     image = _check_image(image, "project_image")
     if not 0.0 < float(fov) < 180.0:
         raise ValueError(f"'project_image' expected 'fov' in (0, 180) degrees (got {fov})")
-    p = pos.to(torch.float64)
+    p = _check_sphere_points(pos, "project_image")
     if rotation is not None:
         p = p @ torch.as_tensor(rotation, dtype=torch.float64)  # R^T p as rows
     C, H, W = image.shape
@@ -221,7 +236,8 @@ def sphere_to_image(x: Tensor, pos: Tensor, size: Tuple[int, int], fov: float = 
     py = -((ys + 0.5) / H * 2.0 - 1.0) * t
     d = torch.stack([px, py, torch.ones_like(px)], dim=-1).view(-1, 3)
     d = d / d.norm(dim=-1, keepdim=True)
-    dist, idx = cKDTree(pos.detach().cpu().to(torch.float64).numpy()).query(d.numpy(), k=k)
+    pos = _check_sphere_points(pos, "sphere_to_image")
+    dist, idx = cKDTree(pos.detach().cpu().numpy()).query(d.numpy(), k=k)
     w = 1.0 / np.maximum(dist, 1e-12)
     w = torch.from_numpy(w / w.sum(1, keepdims=True)).to(x.dtype)
     vals = (x[torch.from_numpy(idx)] * w.unsqueeze(-1)).sum(1)

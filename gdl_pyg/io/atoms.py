@@ -54,9 +54,15 @@ def atoms_to_data(atoms, dtype: torch.dtype = torch.float32) -> Data:
                                  "position"))
     energy = results.get("energy", atoms.info.get("energy"))
     if energy is not None:
+        if not np.isfinite(float(energy)):  # a training target must not be NaN/inf
+            raise ValueError(f"{where}: the energy is {float(energy)}; expected a finite "
+                             f"number (drop the frame or its 'energy' entry)")
         data.energy = float_tensor(np.array([float(energy)]), dtype, where, "energy")
     forces = results.get("forces", atoms.arrays.get("forces"))
     if forces is not None:
+        if not np.isfinite(np.asarray(forces, dtype=np.float64)).all():
+            raise ValueError(f"{where}: the forces contain NaN or inf; expected finite "
+                             f"numbers (drop the frame or its 'forces' column)")
         data.forces = float_tensor(np.asarray(forces, dtype=np.float64), dtype, where,
                                    "force").reshape(-1, 3)
     cell = np.asarray(atoms.cell.array)

@@ -73,6 +73,7 @@ vertices.
 """
 import contextlib
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -709,10 +710,44 @@ def _read_off(path: str):
     return pos, tri, num_poly, {}
 
 
+# Declared counts in the text headers of the meshio formats, and the fewest
+# bytes each declared item needs in the file (ASCII: "0 0 0\n" per point;
+# binary: 3 float32), checked before meshio allocates arrays from them.
+_MESHIO_COUNTS = {
+    "vtk": ((re.compile(rb"(?m)^POINTS[ \t]+(\d+)"), "points", 6),
+            (re.compile(rb"(?m)^(?:CELLS|POLYGONS|TRIANGLE_STRIPS)[ \t]+\d+[ \t]+(\d+)"),
+             "cell entries", 2)),
+    "gmsh": ((re.compile(rb"\$Nodes\s*\r?\n\s*(\d+)\s*\r?\n"), "nodes", 8),
+             (re.compile(rb"\$Nodes\s*\r?\n\s*\d+\s+(\d+)"), "nodes", 8),
+             (re.compile(rb"\$Elements\s*\r?\n\s*(\d+)\s*\r?\n"), "elements", 8),
+             (re.compile(rb"\$Elements\s*\r?\n\s*\d+\s+(\d+)"), "elements", 8)),
+    "medit": ((re.compile(rb"(?mi)^\s*Vertices\s*\r?\n\s*(\d+)"), "vertices", 8),
+              (re.compile(rb"(?mi)^\s*(?:Triangles|Quadrilaterals|Edges|Tetrahedra)\s*"
+                          rb"\r?\n\s*(\d+)"), "cells", 6)),
+}
+
+
+def _check_meshio_counts(path: str, fmt: str) -> None:
+    specs = _MESHIO_COUNTS.get(fmt)
+    if not specs:
+        return
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        text = f.read()
+    for pattern, what, per_item in specs:
+        m = pattern.search(text)
+        if m is None:
+            continue
+        count = int(m.group(1))
+        check_declared_size(path, fmt.upper(), what, count, count * per_item,
+                            size - m.end())
+
+
 def _meshio_read(path: str, fmt: str):
     # the format's own reader: meshio.read() prints errors and calls sys.exit(1) on a
     # ReadError, so it is not used
     import importlib
+    _check_meshio_counts(path, fmt)
     module = importlib.import_module(f"meshio.{fmt}")
     try:
         return module.read(path)

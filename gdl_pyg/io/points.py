@@ -144,8 +144,9 @@ def _read_text(path: str, fmt: str, columns):
 
 
 def _read_npy(path: str, columns):
-    try:
-        table = np.load(path, allow_pickle=False)
+    try:  # memory-mapped first: a header declaring more than the file holds fails
+        # here, before anything is allocated from it
+        table = np.array(np.load(path, allow_pickle=False, mmap_mode="r"))
     except Exception as exc:
         raise ValueError(f"'{path}' could not be read as NPY: {exc}") from exc
     if table.ndim != 2:
@@ -158,8 +159,29 @@ def _read_npy(path: str, columns):
     return _split_columns(table, columns, path)
 
 
+def _check_npz_sizes(path: str) -> None:
+    r"""Each member's header (shape x item size) must fit in the member's
+    uncompressed size, checked before numpy allocates the array."""
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if need > info.file_size:
+                raise ValueError(f"member '{info.filename}' declares shape {list(shape)} "
+                                 f"({need} bytes) but holds only {info.file_size} bytes")
+
+
 def _read_npz(path: str):
     try:
+        _check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:

@@ -61,7 +61,9 @@ def obj_text() -> bytes:
     lines += ["v " + " ".join(_f(c) for c in p) for p in POS]
     lines += ["vn 0 0 1"]
     lines += ["f " + " ".join(str(i + 1) for i in f) for f in FACE[:-1]]
-    lines += ["f " + " ".join(f"{i + 1}//1" for i in FACE[-1][:2]) + f" {FACE[-1][2] + 1}"]
+    # one face with normals: every corner of a face has the same form (the OBJ
+    # specification; the reader rejects mixed forms, a sign of a cut file)
+    lines += ["f " + " ".join(f"{i + 1}//1" for i in FACE[-1])]
     return ("\n".join(lines) + "\n").encode()
 
 
