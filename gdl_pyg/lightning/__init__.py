@@ -1,6 +1,10 @@
 r"""Training with Lightning: graph-level tasks, data modules of PyG graphs,
 callbacks, and the ``gdl-pyg`` command (:func:`gdl_pyg.lightning.cli.main`)."""
-from gdl_pyg.lightning.callbacks import LearningCurvePlot, ResultsPrinter
+from gdl_pyg.lightning.callbacks import (LastCheckpoint, LearningCurvePlot, PredictionWriter,
+                                         ResultsPrinter, ResumeState)
+from gdl_pyg.lightning.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
+from gdl_pyg.lightning.equivariance_report import (EquivarianceReport, SymmetryCheck,
+                                                   measure_equivariance, model_symmetries)
 from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rotate_images
 from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
                                           SyntheticGraphsDataModule)
@@ -37,4 +41,14 @@ __all__ = [
     "warp_sequences",
     "LearningCurvePlot",
     "ResultsPrinter",
+    "PredictionWriter",
+    "ResumeState",
+    "LastCheckpoint",
+    "EquivarianceReport",
+    "SymmetryCheck",
+    "measure_equivariance",
+    "model_symmetries",
+    "CheckpointError",
+    "SafeCheckpointIO",
+    "load_checkpoint",
 ]

@@ -15,7 +15,8 @@ chosen by ``class_path`` in a YAML config.
 shipped configs set ``default_root_dir: runs/<config>``; ``--trainer.
 default_root_dir`` moves everything): ``checkpoints/`` (the best checkpoint
 and ``last.ckpt``), ``metrics.csv``, TensorBoard events (when tensorboard is
-installed), ``config.yaml``, ``learning_curves.png``. ``test``,
+installed), ``config.yaml``, ``learning_curves.png`` and ``equivariance.json`` (the
+trained model's error under its declared group, in float64). ``test``,
 ``validate`` and ``predict`` given a checkpoint write into *that checkpoint's*
 run folder (``test_results.json``, ``predictions/``) instead of opening a new
 one, and ``--ckpt_path best`` / ``last`` name the best / last checkpoint of
@@ -215,6 +216,7 @@ class GdlCLI(LightningCLI):
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         from gdl_pyg.lightning.callbacks import LastCheckpoint, PredictionWriter, ResumeState
+        from gdl_pyg.lightning.equivariance_report import EquivarianceReport
 
         sub = self.subcommand
         run = getattr(self, "run_dir", None)
@@ -241,6 +243,9 @@ class GdlCLI(LightningCLI):
                 and not trainer.fast_dev_run:
             last = LastCheckpoint()
             trainer.callbacks.append(last)
+        if sub == "fit" and not any(isinstance(cb, EquivarianceReport)
+                                    for cb in trainer.callbacks):
+            trainer.callbacks.append(EquivarianceReport())
         if not any(isinstance(cb, ResumeState) for cb in trainer.callbacks):
             trainer.callbacks.append(ResumeState())
         if sub == "predict" and not any(isinstance(cb, PredictionWriter)

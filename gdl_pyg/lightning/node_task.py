@@ -90,7 +90,8 @@ class NodeClassificationTask(GraphClassificationTask):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         out, y, n = self._masked(batch, self(batch), "train")
         loss = self.criterion(out, y)
-        self.log("train/loss", loss, batch_size=n, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, batch_size=n, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True)
         self.train_metrics(out.detach(), y)
         self.log_dict(self.train_metrics, batch_size=n, on_step=False, on_epoch=True)
         return loss
@@ -98,7 +99,7 @@ class NodeClassificationTask(GraphClassificationTask):
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         out, y, n = self._masked(batch, self(batch), "val")
         self.log("val/loss", self.criterion(out, y), batch_size=n, prog_bar=True,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=True)
         self.val_metrics(out, y)
         self.log_dict(self.val_metrics, batch_size=n, prog_bar=True, add_dataloader_idx=False)
 
@@ -107,7 +108,7 @@ class NodeClassificationTask(GraphClassificationTask):
         key, metrics = self._test_collection(dataloader_idx)
         postfix = metrics.postfix or ""
         self.log("test/loss" + postfix, self.criterion(out, y), batch_size=n,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=True)
         metrics.update(out, y)
         for base, metric in metrics.items(keep_base=True, copy_state=False):
             self.log(f"{metrics.prefix}{base}{postfix}", metric, batch_size=n,

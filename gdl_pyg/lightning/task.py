@@ -10,6 +10,12 @@ Logged names: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, and one
 set per test dataloader, suffixed by the data module's
 :attr:`~gdl_pyg.lightning.data.GraphDataModule.test_names` (e.g.
 ``test/acc_upright``, ``test/acc_rotated``).
+
+Across processes (``--trainer.strategy ddp --trainer.devices N``) every logged
+value is over all processes: the losses are logged with ``sync_dist=True``
+(their batch-size-weighted means are summed over the processes before
+dividing) and the torchmetrics objects gather their states before
+``compute``, so ``val/acc`` is the accuracy on the whole validation set.
 """
 from typing import Any, Dict, Literal, Optional, Tuple
 
@@ -154,7 +160,7 @@ class GraphLevelTask(LightningModule):
         loss = self.criterion(out, y)
         bs = batch.num_graphs
         self.log("train/loss", loss, batch_size=bs, on_step=False, on_epoch=True,
-                 prog_bar=True)
+                 prog_bar=True, sync_dist=True)
         self.train_metrics(out.detach(), y)
         self.log_dict(self.train_metrics, batch_size=bs, on_step=False, on_epoch=True)
         return loss
@@ -164,7 +170,7 @@ class GraphLevelTask(LightningModule):
         y = self._targets(batch, out)
         bs = batch.num_graphs
         self.log("val/loss", self.criterion(out, y), batch_size=bs, prog_bar=True,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=True)
         self.val_metrics(out, y)
         self.log_dict(self.val_metrics, batch_size=bs, prog_bar=True, add_dataloader_idx=False)
 
@@ -174,7 +180,8 @@ class GraphLevelTask(LightningModule):
         bs = batch.num_graphs
         key, metrics = self._test_collection(dataloader_idx)
         loss_name = "test/loss" + (metrics.postfix or "")
-        self.log(loss_name, self.criterion(out, y), batch_size=bs, add_dataloader_idx=False)
+        self.log(loss_name, self.criterion(out, y), batch_size=bs, add_dataloader_idx=False,
+                 sync_dist=True)
         metrics.update(out, y)
         # The collections are created on demand (one per test dataloader), after
         # Lightning has mapped its Metric attributes, so each metric is logged
