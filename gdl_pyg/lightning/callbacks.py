@@ -17,7 +17,14 @@ __all__ = ["LearningCurvePlot", "ResultsPrinter", "PredictionWriter", "ResumeSta
 def run_dir(trainer: Trainer) -> str:
     r"""The folder of the current run: ``trainer.log_dir`` (the logger's
     version folder), or ``trainer.default_root_dir`` without a logger."""
-    path = trainer.log_dir if trainer.loggers else None
+    # Not ``trainer.log_dir``: it broadcasts from rank 0, a collective call
+    # that hangs or fails under DDP when made from a rank-zero-only hook.
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is None:
+        return trainer.default_root_dir
+    path = logger.log_dir if isinstance(logger, (CSVLogger, TensorBoardLogger)) \
+        else logger.save_dir
     return path if path else trainer.default_root_dir
 
 

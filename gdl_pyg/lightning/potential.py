@@ -221,7 +221,7 @@ class EnergyForceTask(GraphLevelTask):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss, pairs, bs = self._evaluate(batch)
         self.log("train/loss", loss, batch_size=bs, on_step=False, on_epoch=True,
-                 prog_bar=True)
+                 prog_bar=True, sync_dist=True)
         self._update(self.train_metrics, pairs)
         self.log_dict(self.train_metrics, batch_size=bs, on_step=False, on_epoch=True)
         return loss
@@ -229,7 +229,7 @@ class EnergyForceTask(GraphLevelTask):
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         loss, pairs, bs = self._evaluate(batch)
         self.log("val/loss", loss.detach(), batch_size=bs, prog_bar=True,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=True)
         self._update(self.val_metrics, pairs)
         self.log_dict(self.val_metrics, batch_size=bs, prog_bar=True, add_dataloader_idx=False)
 
@@ -237,7 +237,7 @@ class EnergyForceTask(GraphLevelTask):
         loss, pairs, bs = self._evaluate(batch)
         key, metrics = self._test_collection(dataloader_idx)
         self.log("test/loss" + (metrics.postfix or ""), loss.detach(), batch_size=bs,
-                 add_dataloader_idx=False)
+                 add_dataloader_idx=False, sync_dist=True)
         self._update(metrics, pairs)
         for base, metric in metrics.items(keep_base=True, copy_state=False):
             self.log(f"{metrics.prefix}{base}{metrics.postfix or ''}", metric, batch_size=bs,
