@@ -10,7 +10,9 @@ from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
                                           SyntheticGraphsDataModule)
 from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate_shape
 from gdl_pyg.lightning.nbody_data import NBodyDataModule, simulate_charged_particles
-from gdl_pyg.lightning.node_task import NodeClassificationTask
+from gdl_pyg.lightning.node_data import (NodeDataModule, PyGDatasetDataModule, SBMDataModule,
+                                         stochastic_block_model)
+from gdl_pyg.lightning.node_task import NodeClassificationTask, NodeRegressionTask
 from gdl_pyg.lightning.potential import AtomsDataModule, EnergyForceTask
 from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
 from gdl_pyg.lightning.sphere_data import SphericalDigitsDataModule, random_rotations
@@ -21,6 +23,11 @@ __all__ = [
     "GraphClassificationTask",
     "GraphRegressionTask",
     "NodeClassificationTask",
+    "NodeRegressionTask",
+    "NodeDataModule",
+    "PyGDatasetDataModule",
+    "SBMDataModule",
+    "stochastic_block_model",
     "KarateClubDataModule",
     "SyntheticGraphsDataModule",
     "SetsDataModule",

@@ -7,7 +7,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 __all__ = ["LearningCurvePlot", "ResultsPrinter", "PredictionWriter", "ResumeState",
@@ -81,6 +81,7 @@ class LearningCurvePlot(Callback):
         if not getattr(self, "_restored", False):  # a resumed run keeps its earlier epochs
             self.history = {}
         self._restored = False
+        self._pending = None
         self.path = None
 
     def state_dict(self) -> Dict[str, Any]:
@@ -93,6 +94,29 @@ class LearningCurvePlot(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer, "train")
+        # A task may log its epoch values from its own ``on_train_epoch_end``,
+        # which Lightning calls after this hook (the gdl_pyg tasks do so when
+        # an epoch stops early); then what is read now is missing or still the
+        # previous epoch's. Lightning stores the epoch's final values after
+        # all the epoch-end hooks, so they are read again at the next epoch's
+        # start or at the end of training, and replace these.
+        self._pending = trainer.current_epoch
+
+    def _catch_up(self, trainer: Trainer) -> None:
+        epoch, self._pending = getattr(self, "_pending", None), None
+        if epoch is None:
+            return
+        for name in self.metrics:
+            key = f"train/{name}"
+            value = _scalar(trainer.callback_metrics.get(key))
+            if value is not None:
+                self.history.setdefault(key, {})[epoch] = value
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._catch_up(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._catch_up(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -284,7 +308,7 @@ def _ramp(values):
         .astype(np.uint8)
 
 
-class PredictionWriter(Callback):
+class PredictionWriter(BasePredictionWriter):
     r"""Writes what :meth:`~lightning.pytorch.Trainer.predict` returns as
     files people open, into ``<run folder>/predictions/`` (the checkpoint's
     run folder when ``gdl-pyg predict`` is given one), and prints where:
@@ -304,6 +328,14 @@ class PredictionWriter(Callback):
     The ``gdl-pyg predict`` command adds it when the config has none. Nothing
     is written during ``fast_dev_run``.
 
+    Across processes (``--trainer.strategy ddp``), every process keeps its
+    share of the predictions with the data set indices of its batches (which
+    Lightning hands to a :class:`~lightning.pytorch.callbacks.
+    BasePredictionWriter`); at the end they are gathered on rank 0
+    (:func:`torch.distributed.all_gather_object`), put back in data set order
+    with the distributed sampler's padding duplicates dropped, and rank 0
+    writes the same files as one process would.
+
     Args:
         folder (str, optional): the folder inside the run folder.
             (default: :obj:`"predictions"`)
@@ -313,7 +345,7 @@ class PredictionWriter(Callback):
     """
 
     def __init__(self, folder: str = "predictions", max_files: int = 16, max_render: int = 6):
-        super().__init__()
+        super().__init__(write_interval="batch")
         if max_files < 0 or max_render < 0:
             raise ValueError(f"'PredictionWriter' expected non-negative max_files and "
                              f"max_render (got {max_files}, {max_render})")
@@ -327,23 +359,37 @@ class PredictionWriter(Callback):
         self._records = {}
         self.paths = []
 
-    def on_predict_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
-                             batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        named = _named_outputs(outputs, getattr(pl_module, "prediction_names", None))
+    def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
+                           batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:
+        r"""Keeps a batch's predictions, the batch (on the CPU) and the data
+        set indices of its examples (from Lightning's sampler wrapper; empty
+        when unknown) until :meth:`on_predict_end`."""
+        named = _named_outputs(prediction, getattr(pl_module, "prediction_names", None))
         if not named:
             return
+        indices = [int(i) for i in batch_indices] if batch_indices else []
         self._records.setdefault(dataloader_idx, []).append(
-            (named, batch.to("cpu") if hasattr(batch, "to") else batch))
+            (named, batch.to("cpu") if hasattr(batch, "to") else batch, indices))
 
     def _set_names(self, trainer: Trainer) -> List[str]:
         dm = getattr(trainer, "datamodule", None)
         names = list(getattr(dm, "predict_names", []) or []) if dm is not None else []
         return [str(n) for n in names]
 
-    @rank_zero_only
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._records or trainer.fast_dev_run:  # as Lightning's own writers
+        if trainer.fast_dev_run:  # as Lightning's own writers
             self._records = {}
+            return
+        if _world_size(trainer) > 1:  # every rank takes part; rank 0 writes
+            import torch.distributed as dist
+            shares: List[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(shares, self._records)
+            self._records = {}
+            if trainer.global_rank != 0:
+                return
+            self._records = _merge_predictions(shares, pl_module)
+        if not self._records:
             return
         names = self._set_names(trainer)
         out_dir = os.path.join(run_dir(trainer), self.folder)
@@ -363,7 +409,7 @@ class PredictionWriter(Callback):
         tables = {"graph": ([], []), "node": ([], [])}  # level -> (header parts, rows)
         examples = []
         graph_offset = 0
-        for named, batch in records:
+        for named, batch, *_ in records:
             num_nodes = getattr(batch, "num_nodes", None)
             num_graphs = int(getattr(batch, "num_graphs", 1) or 1)
             vec = getattr(batch, "batch", None)
@@ -371,12 +417,10 @@ class PredictionWriter(Callback):
             headers = {"graph": [], "node": []}
             node_pred = None
             for key, out in named.items():
-                node_level = (num_nodes is not None and out.size(0) == num_nodes
-                              and (num_nodes != num_graphs or
-                                   getattr(pl_module, "level", "") == "node"))
-                level = "node" if node_level else "graph"
-                if not node_level and out.size(0) != num_graphs:
+                level = _level(out, num_nodes, num_graphs, pl_module)
+                if level is None:
                     continue  # neither one row per graph nor per node: not tabular
+                node_level = level == "node"
                 block = out.reshape(out.size(0), -1).numpy()
                 cols[level].append(block)
                 headers[level] += _column_names(key, block.shape[1])
@@ -446,6 +490,85 @@ class PredictionWriter(Callback):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(folder={self.folder!r}, max_files={self.max_files}, "
                 f"max_render={self.max_render})")
+
+
+def _world_size(trainer: Trainer) -> int:
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return int(getattr(trainer, "world_size", 1) or 1)
+
+
+def _level(out, num_nodes: Optional[int], num_graphs: int, pl_module) -> Optional[str]:
+    r"""``"node"`` for one row per node, ``"graph"`` for one row per graph,
+    :obj:`None` for neither (a node-level task's graph of one node counts as
+    node-level)."""
+    if num_nodes is not None and out.size(0) == num_nodes and (
+            num_nodes != num_graphs or getattr(pl_module, "level", "") == "node"):
+        return "node"
+    return "graph" if out.size(0) == num_graphs else None
+
+
+def _split_record(named: Dict[str, Any], batch: Any, pl_module) -> Optional[list]:
+    r"""A batch's predictions as one ``(named, example)`` per example, or
+    :obj:`None` when the batch cannot be split (no ``to_data_list``)."""
+    num_graphs = int(getattr(batch, "num_graphs", 1) or 1)
+    num_nodes = getattr(batch, "num_nodes", None)
+    if num_graphs == 1 and not hasattr(batch, "to_data_list"):
+        return [(named, batch)]
+    if not hasattr(batch, "to_data_list"):
+        return None
+    examples = batch.to_data_list()
+    ptr = getattr(batch, "ptr", None)
+    parts: List[Dict[str, Any]] = [{} for _ in range(num_graphs)]
+    for key, out in named.items():
+        level = _level(out, num_nodes, num_graphs, pl_module)
+        if level == "graph":
+            for k in range(num_graphs):
+                parts[k][key] = out[k:k + 1]
+        elif level == "node" and ptr is not None:
+            for k in range(num_graphs):
+                parts[k][key] = out[int(ptr[k]):int(ptr[k + 1])]
+        else:  # not tabular: nothing is written for it
+            continue
+    return list(zip(parts, examples))
+
+
+def _merge_predictions(shares: Sequence[Dict[int, list]], pl_module=None) -> Dict[int, list]:
+    r"""Merges the prediction records of every process (``shares[rank]``:
+    ``{dataloader index: [(named outputs, batch, data set indices), ...]}``)
+    into one record per predict set, in data set order, each example once.
+
+    A distributed sampler gives process ``r`` the examples ``r, r + W, ...``
+    of the (padded) data set, repeating the first examples so that every
+    process gets as many; the indices of each batch (from Lightning's batch
+    sampler wrapper) put every example back in its place, and the repeats
+    are dropped. A batch without indices (or that cannot be split into
+    examples) makes its set fall back to the processes' order."""
+    import torch
+    from torch_geometric.data import Batch
+    from torch_geometric.data.data import BaseData
+
+    merged: Dict[int, list] = {}
+    for idx in sorted({i for share in shares for i in (share or {})}):
+        records = [rec for share in shares for rec in (share or {}).get(idx, [])]
+        units: Dict[int, tuple] = {}
+        ordered = True
+        for named, batch, indices in records:
+            split = _split_record(named, batch, pl_module)
+            if split is None or len(indices) != len(split):
+                ordered = False
+                break
+            for i, unit in zip(indices, split):
+                units.setdefault(int(i), unit)  # the first copy; padding repeats it
+        items = [units[i] for i in sorted(units)]
+        if not ordered or not items or not all(isinstance(e, BaseData) for _, e in items):
+            merged[idx] = records
+            continue
+        keys = [k for k in items[0][0] if all(k in named for named, _ in items)]
+        named = {k: torch.cat([n[k] for n, _ in items], dim=0) for k in keys}
+        merged[idx] = [(named, Batch.from_data_list([e for _, e in items]), sorted(units))]
+    return merged
 
 
 def _named_outputs(outputs: Any, names=None) -> Dict[str, Any]:

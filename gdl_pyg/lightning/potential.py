@@ -220,10 +220,8 @@ class EnergyForceTask(GraphLevelTask):
     # ---------------------------------------------------------------- steps
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss, pairs, bs = self._evaluate(batch)
-        self.log("train/loss", loss, batch_size=bs, on_step=False, on_epoch=True,
-                 prog_bar=True, sync_dist=True)
         self._update(self.train_metrics, pairs)
-        self.log_dict(self.train_metrics, batch_size=bs, on_step=False, on_epoch=True)
+        self._train_step_end(loss, bs, batch_idx)  # logs the epoch values on the last step
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

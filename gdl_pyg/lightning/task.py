@@ -11,11 +11,21 @@ set per test dataloader, suffixed by the data module's
 :attr:`~gdl_pyg.lightning.data.GraphDataModule.test_names` (e.g.
 ``test/acc_upright``, ``test/acc_rotated``).
 
+Training steps only accumulate: the loss goes into :attr:`train_loss` (a
+:class:`WeightedMean`, weighted by the batch size) and the outputs
+into :attr:`train_metrics` with ``update``; nothing is computed per batch. The
+epoch values (``train/loss``, ``train/acc``, ...) are logged once, from the
+epoch's last training step (so callbacks such as
+:class:`~gdl_pyg.lightning.callbacks.LearningCurvePlot` see them in their
+``on_train_epoch_end``), or from :meth:`on_train_epoch_end` when an epoch
+stops early (``max_steps``).
+
 Across processes (``--trainer.strategy ddp --trainer.devices N``) every logged
-value is over all processes: the losses are logged with ``sync_dist=True``
-(their batch-size-weighted means are summed over the processes before
-dividing) and the torchmetrics objects gather their states before
-``compute``, so ``val/acc`` is the accuracy on the whole validation set.
+value is over all processes: the validation and test losses are logged with
+``sync_dist=True`` (their batch-size-weighted means are summed over the
+processes before dividing), and the torchmetrics objects (the training loss
+among them) gather their states before ``compute``, so ``val/acc`` is the
+accuracy on the whole validation set.
 """
 from typing import Any, Dict, Literal, Optional, Tuple
 
@@ -24,7 +34,8 @@ import torchmetrics
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-__all__ = ["GraphLevelTask", "GraphClassificationTask", "GraphRegressionTask"]
+__all__ = ["GraphLevelTask", "GraphClassificationTask", "GraphRegressionTask",
+           "WeightedMean"]
 
 
 def _cli_hparams_given() -> bool:
@@ -37,6 +48,38 @@ def _cli_hparams_given() -> bool:
     except ImportError:  # pragma: no cover
         return False
     return _given_hyperparameters.get() is not None
+
+
+class WeightedMean(torchmetrics.Metric):
+    r"""The weighted mean :math:`\sum_b w_b v_b / \sum_b w_b` of the values
+    given to :meth:`update` (e.g. the batch losses weighted by the batch
+    sizes), with its two sums reduced over processes before :meth:`compute`.
+
+    Unlike :class:`torchmetrics.MeanMetric`, an update is two in-place
+    additions: no NaN check (which reads the value back from the device every
+    step; a NaN loss shows as a NaN mean) and no broadcasting. (In
+    torchmetrics 1.9, ``MeanMetric(nan_strategy="disable")`` also drops the
+    weights.)
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: Tensor, weight: float = 1.0) -> None:
+        r"""Adds ``value`` (a tensor; every element counts once) with
+        ``weight`` (a number or a scalar tensor)."""
+        value = value.detach()
+        self.total += value.sum() * weight
+        self.weight += weight * value.numel()
+
+    def compute(self) -> Tensor:
+        return self.total / self.weight
 
 
 def _check_model(cls: str, model: Any) -> None:
@@ -92,6 +135,10 @@ class GraphLevelTask(LightningModule):
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
+        # The running, batch-size-weighted mean of the training loss over the
+        # epoch (not in the state_dict; summed over processes before compute).
+        self.train_loss = WeightedMean()
+        self._train_logged_epoch: Optional[int] = None
 
     # ------------------------------------------------------ template methods
     def configure_models(self) -> None:
@@ -153,16 +200,55 @@ class GraphLevelTask(LightningModule):
         loaders = getattr(self.trainer, "test_dataloaders", None)
         return len(loaders) if isinstance(loaders, (list, tuple)) else 1
 
+    def _is_last_train_batch(self, batch_idx: int) -> bool:
+        trainer = self._trainer
+        if trainer is None:  # called by hand: every call is an "epoch"
+            return True
+        if getattr(trainer, "is_last_batch", False):
+            return True
+        num = getattr(trainer, "num_training_batches", None)
+        return isinstance(num, int) and batch_idx + 1 >= num
+
+    def _train_epoch(self) -> int:
+        return int(getattr(self._trainer, "current_epoch", 0) or 0)
+
+    def _log_train_epoch(self, batch_size: Optional[int] = None) -> None:
+        r"""Logs :attr:`train_loss` and :attr:`train_metrics` as epoch values,
+        once per epoch (Lightning computes them, synchronised over
+        processes, and resets them at the epoch's end)."""
+        epoch = self._train_epoch()
+        if self._train_logged_epoch == epoch:
+            return
+        self._train_logged_epoch = epoch
+        self.log("train/loss", self.train_loss, batch_size=batch_size, on_step=False,
+                 on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, batch_size=batch_size, on_step=False, on_epoch=True)
+
+    def _train_step_end(self, loss: Tensor, batch_size: int, batch_idx: int) -> None:
+        r"""Adds a training step's loss to :attr:`train_loss` (weighted by
+        ``batch_size``) and, on the epoch's last step, logs the epoch values.
+        The step's outputs must already be in :attr:`train_metrics`
+        (``self.train_metrics.update(...)``). Subclasses with their own
+        :meth:`training_step` call this instead of ``self.log``."""
+        self.train_loss.update(loss.detach(), weight=batch_size)
+        if self._is_last_train_batch(batch_idx):
+            self._log_train_epoch(batch_size)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_logged_epoch = None
+
+    def on_train_epoch_end(self) -> None:
+        # An epoch cut short (``max_steps``, a callback's -1) has no last batch.
+        if self.train_loss.update_count > 0:
+            self._log_train_epoch()
+
     # ---------------------------------------------------------------- steps
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         out = self(batch)
         y = self._targets(batch, out)
         loss = self.criterion(out, y)
-        bs = batch.num_graphs
-        self.log("train/loss", loss, batch_size=bs, on_step=False, on_epoch=True,
-                 prog_bar=True, sync_dist=True)
-        self.train_metrics(out.detach(), y)
-        self.log_dict(self.train_metrics, batch_size=bs, on_step=False, on_epoch=True)
+        self.train_metrics.update(out.detach(), y)
+        self._train_step_end(loss, batch.num_graphs, batch_idx)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch_geometric.nn import global_mean_pool
 
 from gdl_pyg.domains.grid import grid_to_data
@@ -142,3 +142,110 @@ def test_errors():
 
     with pytest.raises(ValueError, match=r"\[num_graphs, out\] = \[8, out\]"):
         GraphClassificationTask(NodeLevel())(batch)
+
+
+class _StepRecorder(Callback):
+    r"""The loss and batch size of every training step, and the train values
+    that :class:`LearningCurvePlot`-style callbacks see at each epoch end."""
+
+    def __init__(self):
+        self.steps, self.seen = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps.append((trainer.current_epoch, float(outputs["loss"]), int(batch.num_graphs)))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seen.append({k: float(v) for k, v in trainer.callback_metrics.items()
+                          if k.startswith("train/")})
+
+
+def _count_logs(task):
+    calls = []
+    log = task.log
+
+    def counting(name, value, *args, **kwargs):
+        calls.append(name)
+        return log(name, value, *args, **kwargs)
+
+    task.log = counting
+    return calls
+
+
+def test_training_logs_epoch_values_once_per_epoch(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from gdl_pyg.lightning.callbacks import LearningCurvePlot
+    torch.manual_seed(0)
+    task = GraphClassificationTask(GridCNN(1, 2, hidden_channels=4, num_layers=2), lr=1e-2)
+    calls = _count_logs(task)
+    rec, plot = _StepRecorder(), LearningCurvePlot(metrics=["loss", "acc"])
+    dm = TinyGrids(batch_size=6)  # 16 graphs: batches of 6, 6, 4
+    tr = Trainer(accelerator="cpu", max_epochs=3, logger=CSVLogger(str(tmp_path)),
+                 enable_checkpointing=False, enable_progress_bar=False,
+                 enable_model_summary=False, callbacks=[rec, plot], log_every_n_steps=1)
+    tr.fit(task, dm)
+    # the train values are logged once per epoch, not per step
+    assert sum(c == "train/loss" for c in calls) == 3
+    assert len(rec.steps) == 9
+    # callbacks see every epoch's values in on_train_epoch_end ...
+    assert [sorted(s) for s in rec.seen] == [["train/acc", "train/f1", "train/loss"]] * 3
+    for epoch, seen in enumerate(rec.seen):
+        # ... and train/loss is the batch-size-weighted mean of the epoch's step losses
+        steps = [(loss, n) for e, loss, n in rec.steps if e == epoch]
+        mean = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
+        assert seen["train/loss"] == pytest.approx(mean, rel=1e-6)
+        assert 0.0 <= seen["train/acc"] <= 1.0
+    assert sorted(plot.history["train/loss"]) == sorted(plot.history["train/acc"]) == [0, 1, 2]
+    assert plot.history["train/loss"] == {e: pytest.approx(s["train/loss"])
+                                          for e, s in enumerate(rec.seen)}
+    # metrics.csv: one train row per epoch, with the usual keys
+    import csv
+    with open(tr.logger.log_dir + "/metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = [r for r in rows if r["train/loss"]]
+    assert [int(r["epoch"]) for r in train] == [0, 1, 2]
+    assert all(r["train/acc"] and r["train/f1"] for r in train)
+    assert {"epoch", "step", "train/loss", "train/acc", "train/f1", "val/loss", "val/acc",
+            "val/f1"} <= set(rows[0])
+    # the running states are not in the checkpointed state_dict
+    assert not any(k.startswith(("train_loss", "train_metrics")) for k in task.state_dict())
+
+
+def test_an_epoch_cut_short_still_logs_its_train_values():
+    from gdl_pyg.lightning.callbacks import LearningCurvePlot
+    task = GraphClassificationTask(GridCNN(1, 2, hidden_channels=4, num_layers=2), lr=1e-2)
+    rec, plot = _StepRecorder(), LearningCurvePlot(metrics=["loss"])
+    tr = trainer(max_epochs=5, max_steps=3, callbacks=[rec, plot], limit_val_batches=0)
+    tr.fit(task, TinyGrids())  # 2 steps per epoch: epoch 1 stops after its first step
+    assert [e for e, _, _ in rec.steps] == [0, 0, 1]
+    assert tr.callback_metrics["train/loss"] == pytest.approx(rec.steps[-1][1], rel=1e-6)
+    assert sorted(plot.history["train/loss"]) == [0, 1]  # caught up at the end of training
+    assert task.train_loss.update_count == 0  # Lightning computed and reset it
+
+
+def test_training_step_by_hand_logs_every_call():
+    task = GraphClassificationTask(GridCNN(1, 2, hidden_channels=4, num_layers=2))
+    logged = []
+    task.log = lambda name, value, **kw: logged.append((name, value, kw))
+    dm = TinyGrids()
+    dm.setup()
+    from torch_geometric.data import Batch
+    batch = Batch.from_data_list(dm.train_dataset[:5])
+    loss = task.training_step(batch, 0)
+    assert loss.requires_grad
+    (name, value, kw), = [c for c in logged if c[0] == "train/loss"]
+    assert value is task.train_loss and kw["on_epoch"] and not kw["on_step"]
+    assert float(task.train_loss.compute()) == pytest.approx(float(loss))
+
+
+def test_weighted_mean():
+    from gdl_pyg.lightning.task import WeightedMean
+    m = WeightedMean()
+    m.update(torch.tensor(1.0), weight=6)
+    m.update(torch.tensor(0.0), weight=2)
+    m.update(torch.tensor([3.0, 5.0]), weight=1)  # every element counts once
+    assert float(m.compute()) == pytest.approx((6 + 8) / 10)
+    assert m.state_dict() == {}  # nothing of it goes into checkpoints
+    m.reset()
+    m.update(torch.tensor(float("nan")), weight=3)
+    assert torch.isnan(m.compute())  # a NaN loss shows, it is not dropped
