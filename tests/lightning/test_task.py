@@ -211,11 +211,12 @@ def test_training_logs_epoch_values_once_per_epoch(tmp_path):
     assert not any(k.startswith(("train_loss", "train_metrics")) for k in task.state_dict())
 
 
-def test_an_epoch_cut_short_still_logs_its_train_values():
+def test_an_epoch_cut_short_still_logs_its_train_values(tmp_path):
     from gdl_pyg.lightning.callbacks import LearningCurvePlot
     task = GraphClassificationTask(GridCNN(1, 2, hidden_channels=4, num_layers=2), lr=1e-2)
     rec, plot = _StepRecorder(), LearningCurvePlot(metrics=["loss"])
-    tr = trainer(max_epochs=5, max_steps=3, callbacks=[rec, plot], limit_val_batches=0)
+    tr = trainer(max_epochs=5, max_steps=3, callbacks=[rec, plot], limit_val_batches=0,
+                 default_root_dir=str(tmp_path))  # the plot goes there, not into the repo
     tr.fit(task, TinyGrids())  # 2 steps per epoch: epoch 1 stops after its first step
     assert [e for e, _, _ in rec.steps] == [0, 0, 1]
     assert tr.callback_metrics["train/loss"] == pytest.approx(rec.steps[-1][1], rel=1e-6)
