@@ -727,6 +727,65 @@ _MESHIO_COUNTS = {
 }
 
 
+def _gmsh_blocks(lines: List[bytes], start: int, end_key: bytes, what: str, path: str,
+                 per_item: int) -> Tuple[int, int, int, List[int]]:
+    r"""Walks one ``$Nodes`` / ``$Elements`` section of an ASCII Gmsh 4.1
+    file: the header ``numBlocks numItems minTag maxTag``, then per block a
+    header whose last number is its item count. Returns the header's
+    ``(num_items, min_tag, max_tag)`` and the index of the end line; raises
+    when the blocks do not add up (meshio would read past them and allocate
+    from garbage)."""
+    def ints(i: int) -> List[int]:
+        try:
+            return [int(t) for t in lines[i].split()]
+        except (ValueError, IndexError):
+            raise ValueError(f"'{path}': malformed Gmsh {what} section at line {i + 1}") \
+                from None
+    head = ints(start)
+    if len(head) != 4 or min(head) < 0:
+        raise ValueError(f"'{path}': malformed Gmsh {what} header at line {start + 1}")
+    num_blocks, num_items, lo, hi = head
+    i, total, refs = start + 1, 0, []
+    for _ in range(num_blocks):
+        block = ints(i)
+        if len(block) != 4 or block[3] < 0:
+            raise ValueError(f"'{path}': malformed Gmsh {what} block header at line {i + 1}")
+        n = block[3]
+        total += n
+        i += 1 + per_item * n if per_item else 1 + n
+        if i > len(lines):
+            break
+        if not per_item:  # element lines: tag followed by node tags
+            for k in range(i - n, i):
+                refs.extend(ints(k)[1:])
+    if total != num_items or i >= len(lines) or lines[i].strip() != end_key:
+        raise ValueError(f"'{path}': the Gmsh {what} header declares {num_items} items in "
+                         f"{num_blocks} blocks, but the blocks hold {total} and do not end at "
+                         f"{end_key.decode()} (truncated file or corrupt header)")
+    return num_items, lo, hi, refs
+
+
+def _check_gmsh_ascii(path: str, text: bytes) -> None:
+    lines = text.splitlines()
+    try:
+        fmt_line = lines[lines.index(b"$MeshFormat") + 1].split()
+    except (ValueError, IndexError):
+        return
+    if len(fmt_line) < 2 or fmt_line[0] != b"4.1" or fmt_line[1] != b"0":
+        return  # binary or another version: meshio reads counts from the data
+    if b"$Nodes" not in lines:
+        return
+    start = lines.index(b"$Nodes") + 1
+    _, lo, hi, _ = _gmsh_blocks(lines, start, b"$EndNodes", "$Nodes", path, per_item=2)
+    if b"$Elements" in lines:
+        start = lines.index(b"$Elements") + 1
+        _, _, _, refs = _gmsh_blocks(lines, start, b"$EndElements", "$Elements", path, 0)
+        if refs and (min(refs) < lo or max(refs) > hi):
+            bad = min(refs) if min(refs) < lo else max(refs)
+            raise ValueError(f"'{path}': an element refers to node {bad}, outside the node "
+                             f"tags {lo}..{hi} the $Nodes header declares")
+
+
 def _check_meshio_counts(path: str, fmt: str) -> None:
     specs = _MESHIO_COUNTS.get(fmt)
     if not specs:
@@ -734,6 +793,8 @@ def _check_meshio_counts(path: str, fmt: str) -> None:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         text = f.read()
+    if fmt == "gmsh":
+        _check_gmsh_ascii(path, text)
     for pattern, what, per_item in specs:
         m = pattern.search(text)
         if m is None:

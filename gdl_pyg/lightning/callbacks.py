@@ -166,7 +166,9 @@ class LearningCurvePlot(Callback):
 class ResultsPrinter(Callback):
     r"""At the end of :meth:`~lightning.pytorch.Trainer.test`, prints the
     ``test/<metric>_<set>`` results as a small table (one row per test set,
-    one column per metric) and saves them as JSON in the run folder.
+    one column per metric) and saves them as JSON in the run folder; after
+    :meth:`~lightning.pytorch.Trainer.validate`, the same for ``val/*`` into
+    ``validate_results.json``.
 
     Args:
         filename (str, optional): the JSON file inside the run folder
@@ -202,21 +204,44 @@ class ResultsPrinter(Callback):
         out += [fmt.format(*line) for line in lines[1:]]
         return "\n".join(out)
 
-    @rank_zero_only
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.results = {k: v for k, v in ((k, _scalar(v)) for k, v in
-                                          trainer.callback_metrics.items())
-                        if k.startswith("test/") and v is not None}
-        if not self.results:
+    def _report(self, trainer: Trainer, prefix: str, filename: Optional[str]) -> None:
+        results = {k: v for k, v in ((k, _scalar(v)) for k, v in
+                                     trainer.callback_metrics.items())
+                   if k.startswith(prefix) and v is not None}
+        if prefix == "test/":
+            self.results = results
+        if not results:
             return
         dm = getattr(trainer, "datamodule", None)
-        names = [str(n) for n in getattr(dm, "test_names", [])] if dm is not None else []
-        rank_zero_info("\n" + self.table(self.results, names) + "\n")
-        if self.filename and not trainer.fast_dev_run:
-            self.path = os.path.join(run_dir(trainer), self.filename)
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            with open(self.path, "w") as f:
-                json.dump(self.results, f, indent=2, sort_keys=True)
+        names = [str(n) for n in getattr(dm, "test_names", [])] \
+            if dm is not None and prefix == "test/" else []
+        shown = {"test/" + k[len(prefix):]: v for k, v in results.items()}
+        rank_zero_info("\n" + self.table(shown, names).replace("test", prefix[:-1], 1)
+                       + "\n")
+        if filename and not trainer.fast_dev_run:
+            path = os.path.join(run_dir(trainer), filename)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            tmp = f"{path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=2, sort_keys=True)
+            os.replace(tmp, path)
+            if prefix == "test/":
+                self.path = path
+
+    @rank_zero_only
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._report(trainer, "test/", self.filename)
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # only for 'gdl-pyg validate' (not the validation inside fit)
+        if trainer.sanity_checking or trainer.state.fn != "validate":
+            return
+        name = None
+        if self.filename:
+            name = self.filename.replace("test", "validate") if "test" in self.filename \
+                else "validate_" + self.filename
+        self._report(trainer, "val/", name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(filename={self.filename!r})"
@@ -241,6 +266,8 @@ class LastCheckpoint(ModelCheckpoint):
         kwargs.setdefault("save_top_k", 1)
         kwargs.setdefault("enable_version_counter", False)
         kwargs.setdefault("save_last", False)
+        # every epoch, also in configs that validate only every n epochs
+        kwargs.setdefault("save_on_train_epoch_end", True)
         super().__init__(dirpath=dirpath, filename=filename, **kwargs)
 
 

@@ -7,6 +7,7 @@ module recomputes from scratch.
 
 The processed caches go to ``datasets/<name>/processed`` (gitignored); the
 first run of a config preprocesses its data set (a few seconds per shape)."""
+import math
 import os
 
 import pytest
@@ -33,7 +34,10 @@ def test_fit_and_validate(name, tmp_path, monkeypatch):
     main(["validate"] + common + ["--trainer.limit_val_batches", "1"])
     # fast_dev_run writes no checkpoint; validate writes its metrics
     assert not list(tmp_path.rglob("*.ckpt"))
-    assert list(tmp_path.rglob("metrics.csv"))
+    import json
+    (path,) = list(tmp_path.rglob("validate_results.json"))
+    results = json.loads(path.read_text())
+    assert "val/loss" in results and all(math.isfinite(v) for v in results.values())
 
 
 def _instantiate(name: str):

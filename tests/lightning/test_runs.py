@@ -94,6 +94,8 @@ def test_validate_and_predict_write_beside_the_checkpoint(trained, tmp_path, mon
     assert sorted(os.listdir(trained)) == ["version_0"]
     run = trained / "version_0"
     assert (run / "config_validate.yaml").is_file() and (run / "config_predict.yaml").is_file()
+    import json
+    assert 0.0 <= json.loads((run / "validate_results.json").read_text())["val/acc"] <= 1.0
     import csv
     with open(run / "predictions" / "test.csv", newline="") as f:
         rows = list(csv.DictReader(f))
