@@ -13,7 +13,13 @@ paths against ``torch.nn.Conv2d``, GridPool against ``F.max_pool2d``) and,
 when ``scripts/_bench_p4.py`` exists, from its ``p4_cases(args)``, which
 returns more tuples of the same form. ``args`` is the parsed command line:
 ``device``, ``dtype`` (a ``torch.dtype``), ``batch``, ``channels``, ``size``,
-``kernel``, ``repeats``, ``warmup``, ``threads``, ``compile``.
+``kernel``, ``repeats``, ``warmup``, ``threads``, ``compile``. A case whose
+reference or candidate is ``None`` (a peer library that is not installed) is
+printed as skipped, with the reason in its label.
+
+Each reference runs interleaved with its candidate, and the ratio is the
+median of the paired ratios (robust to a machine whose load changes during
+the run).
 """
 import argparse
 import importlib.util
@@ -152,6 +158,40 @@ def median_time(fn: Callable[[], None], args: argparse.Namespace) -> float:
     return statistics.median(times)
 
 
+def paired_times(reference: Callable[[], None], candidate: Callable[[], None],
+                 args: argparse.Namespace) -> Tuple[float, float, float, float]:
+    r"""Times ``reference`` and ``candidate`` interleaved (``args.warmup``
+    untimed pairs, then ``args.repeats`` timed pairs, alternating which runs
+    first): the median time of each in seconds, the median of the paired
+    ratios candidate / reference, and the interquartile range of those ratios
+    (the noise of the measurement)."""
+    cuda = args.device == "cuda"
+
+    def timed(fn):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+    for _ in range(args.warmup):
+        reference()
+        candidate()
+    t_ref, t_cand = [], []
+    for rep in range(args.repeats):
+        if rep % 2:
+            t_cand.append(timed(candidate))
+            t_ref.append(timed(reference))
+        else:
+            t_ref.append(timed(reference))
+            t_cand.append(timed(candidate))
+    ratios = [c / r if r > 0 else math.inf for r, c in zip(t_ref, t_cand)]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return statistics.median(t_ref), statistics.median(t_cand), statistics.median(ratios), \
+        q[2] - q[0]
+
+
 def main(argv: Sequence[str] = None) -> List[Tuple[str, float, float]]:
     args = parse_args(argv)
     device = torch.cuda.get_device_name() if args.device == "cuda" else \
@@ -162,18 +202,20 @@ def main(argv: Sequence[str] = None) -> List[Tuple[str, float, float]]:
           f"{args.repeats} timed runs (median) after {args.warmup} warm-up, forward + backward")
     cases = grid_cases(args) + extra_cases(args)
     width = max(len(label) for label, _, _ in cases)
-    print(f"\n{'case':<{width}}  {'reference ms':>12}  {'candidate ms':>12}  {'ratio':>7}")
-    print("-" * (width + 37))
-    ref_times, rows = {}, []
+    print("ratio: the median of paired ratios candidate / reference (the two run "
+          "interleaved); IQR: the interquartile range of those ratios")
+    print(f"\n{'case':<{width}}  {'reference ms':>12}  {'candidate ms':>12}  {'ratio':>7}"
+          f"  {'IQR':>5}")
+    print("-" * (width + 44))
+    rows = []
     for label, reference, candidate in cases:
-        if id(reference) not in ref_times:  # a shared reference is timed once
-            ref_times[id(reference)] = median_time(reference, args)
-        t_ref = ref_times[id(reference)]
-        t_cand = median_time(candidate, args)
-        ratio = t_cand / t_ref if t_ref > 0 else math.inf
+        if reference is None or candidate is None:  # a peer that is not installed
+            print(f"{label:<{width}}  skipped", flush=True)
+            continue
+        t_ref, t_cand, ratio, iqr = paired_times(reference, candidate, args)
         rows.append((label, t_ref, t_cand))
-        print(f"{label:<{width}}  {t_ref * 1e3:12.2f}  {t_cand * 1e3:12.2f}  {ratio:6.2f}x",
-              flush=True)
+        print(f"{label:<{width}}  {t_ref * 1e3:12.2f}  {t_cand * 1e3:12.2f}  {ratio:6.2f}x"
+              f"  {iqr:5.2f}", flush=True)
     return rows
 
 

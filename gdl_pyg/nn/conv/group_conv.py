@@ -38,9 +38,12 @@ class GroupConv(MessagePassing):
     the canonical order of :func:`~gdl_pyg.domains.lifted_grid.lift_grid`:
     graph, pixel row-major, element; the full stencil graph), the layer runs
     one :func:`torch.nn.functional.conv2d` with the expanded
-    ``[out_channels * |G|, in_channels * |G|, k, k]`` filter (the standard
-    G-CNN implementation); otherwise it passes messages along the lifted
-    edges (any node order, any stencil radius). Both give the same result.
+    ``[|G| * out_channels, |G| * in_channels, k, k]`` filter (the standard
+    G-CNN implementation). The lifted rows ``(graph, pixel, element)`` with
+    ``F_in`` columns *are* a channels-last image ``[B, |G| * F_in, H, W]``,
+    so this path copies neither input nor output; otherwise it passes
+    messages along the lifted edges (any node order, any stencil radius).
+    Both give the same result.
 
     Args:
         in_channels (int): size of each input sample, per group element.
@@ -116,6 +119,19 @@ class GroupConv(MessagePassing):
         # [O, C, G(h), G(h'), k*k] -> [O, G(h), C, G(h'), k, k]
         return w.permute(0, 2, 1, 3, 4).reshape(O * G, C * G, k, k)
 
+    def _grid_weight(self) -> Tensor:
+        r"""The fast path's filter: :meth:`expanded_weight` with the element
+        outside, ``[|G| * out_channels, |G| * in_channels, k, k]`` (row
+        ``h * out_channels + o``, column ``h' * in_channels + c``), built by
+        one :func:`torch.index_select` and one permute."""
+        G, O, C, k = self.order, self.out_channels, self.in_channels, self.kernel_size
+        KK = k * k
+        # flat (h^{-1} h', h^{-1} v) tap of every (h, h', v), from the two tables
+        index = (self.group_index.view(G, G, 1) * KK + self.kernel_index.view(G, 1, KK))
+        w = self.weight.reshape(O, C, G * KK).index_select(2, index.view(-1))
+        # [O, C, G(h), G(h'), k*k] -> [G(h), O, G(h'), C, k*k]
+        return w.view(O, C, G, G, KK).permute(2, 0, 3, 1, 4).reshape(G * O, G * C, k, k)
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_offset: Tensor,
                 group_elem: Tensor, grid_shape: GridShape = None) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
@@ -154,10 +170,13 @@ class GroupConv(MessagePassing):
             raise ValueError(f"'{type(self).__name__}' expected {G} rows per pixel "
                              f"(got {x.size(0)} rows)")
         B, H, W = _spatial_shape(type(self).__name__, grid_shape, x.size(0) // G)
-        # rows (b, pixel, h') -> image [B, C * G, H, W] with channel c * G + h'
-        img = x.reshape(B, H, W, G * C).view(B, H, W, G, C).permute(0, 4, 3, 1, 2)
-        out = F.conv2d(img.reshape(B, C * G, H, W), self.expanded_weight(), padding=k // 2)
-        return out.view(B, O, G, H, W).permute(0, 3, 4, 2, 1).reshape(B * H * W * G, O)
+        # rows (b, pixel, h') are the channels-last image [B, G * C, H, W]
+        # (channel h' * C + c): a view, no copy
+        img = x.reshape(B, H, W, G * C).permute(0, 3, 1, 2)
+        out = F.conv2d(img, self._grid_weight(), padding=k // 2)  # [B, G * O, H, W]
+        # channel h * O + o -> rows (b, pixel, h); a view when conv2d kept
+        # the channels-last layout (it does on CPU and with cuDNN)
+        return out.permute(0, 2, 3, 1).reshape(B * H * W * G, O)
 
     def _forward_graph(self, x: Tensor, edge_index: Tensor, edge_offset: Tensor,
                        group_elem: Tensor) -> Tensor:

@@ -101,7 +101,8 @@ class LiftingConv(MessagePassing):
     centre). With :obj:`grid_shape` (nodes in the canonical row-major order of
     :func:`~gdl_pyg.domains.grid_to_data` and the full stencil graph), the layer
     runs one :func:`torch.nn.functional.conv2d` with the ``|G|`` transformed
-    kernels stacked; otherwise it passes messages along the edges (any node
+    kernels stacked, on the node features read as a channels-last image (no
+    copy of input or output); otherwise it passes messages along the edges (any node
     order, any stencil radius: offsets outside the kernel contribute nothing).
     Both give the same result.
 
@@ -203,11 +204,15 @@ class LiftingConv(MessagePassing):
     def _forward_grid(self, x: Tensor, grid_shape: GridShape) -> Tensor:
         B, H, W = _spatial_shape(type(self).__name__, grid_shape, x.size(0))
         G, O, k = self.order, self.out_channels, self.kernel_size
-        img = x.reshape(B, H, W, -1).permute(0, 3, 1, 2)  # [B, C, H, W]
-        weight = self.transformed_weight().reshape(O * G, self.in_channels, k, k)
-        out = F.conv2d(img, weight, padding=k // 2)  # [B, O * G, H, W]
-        # -> rows (b, pixel, h), columns o
-        return out.view(B, O, G, H, W).permute(0, 3, 4, 2, 1).reshape(B * H * W * G, O)
+        # rows (b, pixel) are the channels-last image [B, C, H, W]: a view
+        img = x.reshape(B, H, W, -1).permute(0, 3, 1, 2)
+        # [G(h), O, C, k*k] -> filter row h * O + o
+        weight = self.weight.reshape(O, self.in_channels, k * k)[:, :, self.kernel_index]
+        weight = weight.permute(2, 0, 1, 3).reshape(G * O, self.in_channels, k, k)
+        out = F.conv2d(img, weight, padding=k // 2)  # [B, G * O, H, W]
+        # channel h * O + o -> rows (b, pixel, h), columns o; a view when
+        # conv2d kept the channels-last layout (it does on CPU and with cuDNN)
+        return out.permute(0, 2, 3, 1).reshape(B * H * W * G, O)
 
     def _forward_graph(self, x: Tensor, edge_index: Tensor, edge_offset: Tensor) -> Tensor:
         N, G, O, k = x.size(0), self.order, self.out_channels, self.kernel_size

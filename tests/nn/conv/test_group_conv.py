@@ -246,3 +246,30 @@ def test_compile_general_path():
     assert explain.graph_break_count == 0
     assert explain.graph_count == 1
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", ["p4", "p4m"])
+def test_fast_path_filter_is_expanded_weight_reordered(name):
+    # the fast path's filter (element outside the channel) holds the entries of
+    # expanded_weight (channel outside the element), nothing else
+    conv = GroupConv(3, 2, 3, name).double()
+    G = conv.order
+    ref = conv.expanded_weight().view(2, G, 3, G, 3, 3).permute(1, 0, 3, 2, 4, 5)
+    assert torch.equal(conv._grid_weight(), ref.reshape(G * 2, G * 3, 3, 3))
+
+
+def test_fast_path_reads_nodes_as_channels_last_image():
+    # no copy of input or output on the fast path: the output is a view of
+    # conv2d's channels-last result, and gradients reach a non-contiguous input
+    torch.manual_seed(0)
+    conv = GroupConv(3, 2, 3, "p4").double()
+    data = lift_grid(grid_to_data(torch.randn(2, 1, 5, 6), batched=True), "p4")
+    x = torch.randn(3, data.num_nodes, dtype=torch.float64)
+    out = conv(x.t(), data.edge_index, data.edge_offset, data.group_elem,
+               grid_shape=data.grid_shape)
+    ref = conv(x.t().contiguous(), data.edge_index, data.edge_offset, data.group_elem)
+    assert torch.allclose(out, ref, atol=1e-12, rtol=0)
+    conv.bias = None
+    out = conv(x.t().contiguous(), data.edge_index, data.edge_offset, data.group_elem,
+               grid_shape=data.grid_shape)
+    assert out._base is not None and out.is_contiguous()  # a view, rows (b, pixel, h)

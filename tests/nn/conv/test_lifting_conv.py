@@ -209,3 +209,16 @@ def test_compile_general_path():
     assert explain.graph_break_count == 0
     assert explain.graph_count == 1
     torch._dynamo.reset()
+
+
+def test_fast_path_output_is_a_view_of_conv2d():
+    # the pixel rows are read as a channels-last image and the conv2d output
+    # (channels-last, channel h * O + o) is the lifted layout without a copy
+    torch.manual_seed(0)
+    conv = LiftingConv(3, 4, 3, "p4m", bias=False).double()
+    img = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    data = grid_to_data(img, batched=True)
+    out = conv(data.x, data.edge_index, data.edge_offset, grid_shape=data.grid_shape)
+    assert out._base is not None and out.is_contiguous()
+    ref = dense_lifting(img, conv.weight, None, DihedralGroup(4))
+    assert torch.allclose(out, ref, atol=1e-10, rtol=0)
