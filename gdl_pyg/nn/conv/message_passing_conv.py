@@ -349,7 +349,16 @@ class MessagePassingConv(MessagePassing):
             what = (f"x_i {x_dst.size(-1)} + x_j {x_src.size(-1)}"
                     + (f" + edge_attr {edge_width}" if edge_width else ""))
             check_module_input(name, "psi", self.psi, width, what)
-        out = self.propagate(edge_index, x=(x_src, x_dst), edge_attr=edge_attr, size=size)
+        x_msg = (x_src, x_dst)
+        if self.psi is None and x_dst is not None:
+            # The default message reads x_j (and e_ij) only: hand PyG no target
+            # features, so that it never gathers x_i per edge (GINConv's cost),
+            # and keep the number of targets through 'size' instead.
+            num_dst = x_dst.size(self.node_dim)
+            size = (None, num_dst) if size is None else \
+                (size[0], num_dst if size[1] is None else size[1])
+            x_msg = (x_src, None)
+        out = self.propagate(edge_index, x=x_msg, edge_attr=edge_attr, size=size)
         out = combine_update(self.combine, x_dst, out, self.eps)
         if self.phi is None:
             return out

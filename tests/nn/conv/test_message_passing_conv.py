@@ -96,6 +96,60 @@ def test_equals_ginconv_spmm_vs_gather_scatter():
         assert (conv(data.x, adj_t) - gather).abs().max() < 1e-10
 
 
+def test_default_message_gathers_only_x_j(monkeypatch):
+    # issue 11: the GIN(E) message reads x_j (and e_ij) only, so x_i is never
+    # gathered per edge (PyG's GINConv gathers once); a 'psi' gathers both
+    data = random_graph()
+    N = data.num_nodes
+    gathered = []
+    original = MessagePassingConv._index_select
+
+    def spy(self, src, index):
+        gathered.append(tuple(src.shape))
+        return original(self, src, index)
+
+    monkeypatch.setattr(MessagePassingConv, "_index_select", spy)
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn, eps=0.1)  # built first: its reset_parameters() re-draws 'nn'
+    conv = MessagePassingConv(phi=nn, eps=0.1)  # shares the weights of 'ref'
+    assert (conv(data.x, data.edge_index) - ref(data.x, data.edge_index)).abs().max() < 1e-10
+    assert gathered == [(N, 8)]
+    gathered.clear()
+    gine = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8).double()
+    gine(data.x, data.edge_index, data.edge_attr)
+    assert gathered == [(N, 8)]
+    gathered.clear()
+    # bipartite: the number of targets still comes from x_dst (6 < 12 sources)
+    x_dst = torch.randn(6, 8, dtype=torch.float64)
+    keep = data.edge_index[1] < 6
+    ei, ea = data.edge_index[:, keep], data.edge_attr[keep]
+    state = [p.detach().clone() for p in nn.parameters()]
+    ref = GINEConv(nn, edge_dim=3).double()
+    with torch.no_grad():
+        for p, value in zip(nn.parameters(), state):
+            p.copy_(value)
+    gine.lin_edge.load_state_dict(ref.lin.state_dict())
+    out = gine((data.x, x_dst), ei, ea)
+    assert out.shape == (6, 8) and gathered == [(N, 8)]
+    assert (out - ref((data.x, x_dst), ei, ea)).abs().max() < 1e-10
+    # a target with no incoming edge is still there, and an explicit size wins
+    ei_low = ei[:, ei[1] < 3]
+    assert gine((data.x, x_dst), ei_low, ea[ei[1] < 3]).shape == (6, 8)
+    assert (gine((data.x, x_dst), ei, ea, (N, None))
+            - ref((data.x, x_dst), ei, ea)).abs().max() < 1e-10
+    gathered.clear()
+    MessagePassingConv(psi=mlp(16, 8).double())(data.x, data.edge_index)
+    assert gathered == [(N, 8), (N, 8)]  # x_j and x_i
+
+
+def test_compile_gin_no_graph_breaks_and_equal():
+    data = random_graph(dtype=torch.float32)
+    conv = MessagePassingConv(phi=mlp(8, 8))
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(data.x, data.edge_index)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+
+
 def test_equals_edgeconv():
     data = random_graph()
     N = data.num_nodes
