@@ -1,22 +1,49 @@
 r"""Training with Lightning: graph-level tasks, data modules of PyG graphs,
 callbacks, and the ``gdl-pyg`` command (:func:`gdl_pyg.lightning.cli.main`)."""
-from gdl_pyg.lightning.callbacks import (LastCheckpoint, LearningCurvePlot, PredictionWriter,
-                                         ResultsPrinter, ResumeState)
-from gdl_pyg.lightning.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
-from gdl_pyg.lightning.equivariance_report import (EquivarianceReport, SymmetryCheck,
-                                                   measure_equivariance, model_symmetries)
-from gdl_pyg.lightning.data import GraphDataModule, RotatedDigitsDataModule, rotate_images
-from gdl_pyg.lightning.graph_data import (KarateClubDataModule, SetsDataModule,
-                                          SyntheticGraphsDataModule)
-from gdl_pyg.lightning.mesh_data import MeshDataModule, PositionFeatures, rotate_shape
-from gdl_pyg.lightning.nbody_data import NBodyDataModule, simulate_charged_particles
-from gdl_pyg.lightning.node_data import (NodeDataModule, PyGDatasetDataModule, SBMDataModule,
-                                         stochastic_block_model)
-from gdl_pyg.lightning.node_task import NodeClassificationTask, NodeRegressionTask
-from gdl_pyg.lightning.potential import AtomsDataModule, EnergyForceTask
-from gdl_pyg.lightning.sequence_data import TimeWarpDataModule, make_event_sequences, warp_sequences
-from gdl_pyg.lightning.sphere_data import SphericalDigitsDataModule, random_rotations
-from gdl_pyg.lightning.task import GraphClassificationTask, GraphLevelTask, GraphRegressionTask
+import importlib
+from typing import Any
+
+_WHERE = {
+    'LastCheckpoint': 'gdl_pyg.lightning.callbacks',
+    'LearningCurvePlot': 'gdl_pyg.lightning.callbacks',
+    'PredictionWriter': 'gdl_pyg.lightning.callbacks',
+    'ResultsPrinter': 'gdl_pyg.lightning.callbacks',
+    'ResumeState': 'gdl_pyg.lightning.callbacks',
+    'CheckpointError': 'gdl_pyg.lightning.checkpoint',
+    'SafeCheckpointIO': 'gdl_pyg.lightning.checkpoint',
+    'load_checkpoint': 'gdl_pyg.lightning.checkpoint',
+    'EquivarianceReport': 'gdl_pyg.lightning.equivariance_report',
+    'SymmetryCheck': 'gdl_pyg.lightning.equivariance_report',
+    'measure_equivariance': 'gdl_pyg.lightning.equivariance_report',
+    'model_symmetries': 'gdl_pyg.lightning.equivariance_report',
+    'GraphDataModule': 'gdl_pyg.lightning.data',
+    'RotatedDigitsDataModule': 'gdl_pyg.lightning.data',
+    'rotate_images': 'gdl_pyg.lightning.data',
+    'KarateClubDataModule': 'gdl_pyg.lightning.graph_data',
+    'SetsDataModule': 'gdl_pyg.lightning.graph_data',
+    'SyntheticGraphsDataModule': 'gdl_pyg.lightning.graph_data',
+    'MeshDataModule': 'gdl_pyg.lightning.mesh_data',
+    'PositionFeatures': 'gdl_pyg.lightning.mesh_data',
+    'rotate_shape': 'gdl_pyg.lightning.mesh_data',
+    'NBodyDataModule': 'gdl_pyg.lightning.nbody_data',
+    'simulate_charged_particles': 'gdl_pyg.lightning.nbody_data',
+    'NodeDataModule': 'gdl_pyg.lightning.node_data',
+    'PyGDatasetDataModule': 'gdl_pyg.lightning.node_data',
+    'SBMDataModule': 'gdl_pyg.lightning.node_data',
+    'stochastic_block_model': 'gdl_pyg.lightning.node_data',
+    'NodeClassificationTask': 'gdl_pyg.lightning.node_task',
+    'NodeRegressionTask': 'gdl_pyg.lightning.node_task',
+    'AtomsDataModule': 'gdl_pyg.lightning.potential',
+    'EnergyForceTask': 'gdl_pyg.lightning.potential',
+    'TimeWarpDataModule': 'gdl_pyg.lightning.sequence_data',
+    'make_event_sequences': 'gdl_pyg.lightning.sequence_data',
+    'warp_sequences': 'gdl_pyg.lightning.sequence_data',
+    'SphericalDigitsDataModule': 'gdl_pyg.lightning.sphere_data',
+    'random_rotations': 'gdl_pyg.lightning.sphere_data',
+    'GraphClassificationTask': 'gdl_pyg.lightning.task',
+    'GraphLevelTask': 'gdl_pyg.lightning.task',
+    'GraphRegressionTask': 'gdl_pyg.lightning.task',
+}
 
 __all__ = [
     "GraphLevelTask",
@@ -59,3 +86,11 @@ __all__ = [
     "SafeCheckpointIO",
     "load_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

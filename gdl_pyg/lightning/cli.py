@@ -35,11 +35,12 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Tuple
 
-from lightning.pytorch.cli import LightningCLI
+# Lightning (and gdl_pyg.lightning.checkpoint, which imports it) is imported on
+# first use, not here: 'gdl-pyg --version' and 'gdl-pyg configs' need neither.
+# GdlCLI, CheckpointError, SafeCheckpointIO and load_checkpoint stay attributes
+# of this module (see __getattr__ at the end).
 
-from gdl_pyg.lightning.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
-
-__all__ = ["main", "config_path", "list_configs", "describe_config", "GdlCLI",
+__all__ = ["main", "config_path", "list_configs", "describe_config", "GdlCLI",  # noqa: F822
            "resolve_checkpoint", "run_folder"]
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -118,6 +119,8 @@ def run_folder(ckpt_path: str) -> str:
 
 
 def _best_of(folder: str) -> Optional[str]:
+    from gdl_pyg.lightning.checkpoint import CheckpointError, load_checkpoint
+
     ckpts = [f for f in os.listdir(folder) if f.endswith(".ckpt")]
     others = [f for f in ckpts if not f.startswith("last")]
     last = os.path.join(folder, "last.ckpt")
@@ -143,6 +146,8 @@ def resolve_checkpoint(root: str, which: str) -> str:
     Raises:
         CheckpointError: when no run under ``root`` has such a checkpoint.
     """
+    from gdl_pyg.lightning.checkpoint import CheckpointError
+
     if which not in ("best", "last"):
         raise ValueError(f"expected 'best' or 'last' (got {which!r})")
     for _, run in reversed(_versions(root)):
@@ -164,94 +169,105 @@ def resolve_checkpoint(root: str, which: str) -> str:
         f"checkpoint's path, or the --trainer.default_root_dir the run used.")
 
 
-class GdlCLI(LightningCLI):
-    r"""The :class:`~lightning.pytorch.cli.LightningCLI` behind ``gdl-pyg``:
-    run folders, ``best`` / ``last`` checkpoint names, ``last.ckpt``, exact
-    resume and safe checkpoint loading (see the module docstring)."""
+def _make_gdl_cli():
+    # The class is built on first use (see __getattr__): LightningCLI imports
+    # all of Lightning.
+    from lightning.pytorch.cli import LightningCLI
 
-    def _parse_ckpt_path(self) -> None:
-        # Resolve 'best' / 'last', refuse missing, truncated or unsafe files,
-        # then let LightningCLI read the model's hyperparameters from the
-        # checkpoint (so a model trained with overridden arguments rebuilds).
-        sub = self.config.get("subcommand")
-        if not sub:
-            return
-        cfg = self.config[sub]
-        root = os.path.abspath(cfg.trainer.default_root_dir or os.getcwd())
-        ckpt = cfg.get("ckpt_path")
-        if ckpt in ("best", "last") and not os.path.isfile(ckpt):
-            ckpt = resolve_checkpoint(root, ckpt)
-        elif ckpt is not None and not os.path.isfile(ckpt):
-            raise CheckpointError(
-                f"--ckpt_path {ckpt!r}: no such checkpoint file" +
-                ("; 'fit' would otherwise train from scratch, so it stops here"
-                 if sub == "fit" else "") +
-                ". Use 'best' or 'last' for the newest run under --trainer."
-                "default_root_dir, or a path to a .ckpt file.")
-        if ckpt is None:
-            return
-        cfg.ckpt_path = os.path.abspath(ckpt)
-        if cfg.get("weights_only") is False:  # the user vouches for the file
-            return
-        load_checkpoint(cfg.ckpt_path)  # raises CheckpointError with the reason
-        super()._parse_ckpt_path()
+    from gdl_pyg.lightning.checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
 
-    def before_instantiate_classes(self) -> None:
-        sub = self.subcommand
-        if sub is None:
-            return
-        cfg = self.config[sub]
-        trainer = cfg.trainer
-        root = os.path.abspath(trainer.default_root_dir or os.getcwd())
-        ckpt = cfg.get("ckpt_path")
-        if "weights_only" in cfg and cfg.get("weights_only") is None:
-            cfg.weights_only = True
-        if sub == "fit":
-            self.run_dir = run_folder(ckpt) if ckpt is not None else _next_version(root)
-        else:
-            self.run_dir = run_folder(ckpt) if ckpt is not None else root
-        self._custom_logger = trainer.get("logger") not in (None, True)
+    class GdlCLI(LightningCLI):
+        r"""The :class:`~lightning.pytorch.cli.LightningCLI` behind ``gdl-pyg``:
+        run folders, ``best`` / ``last`` checkpoint names, ``last.ckpt``, exact
+        resume and safe checkpoint loading (see the module docstring)."""
 
-    def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Any]):
-        from lightning.pytorch.callbacks import ModelCheckpoint
+        def _parse_ckpt_path(self) -> None:
+            # Resolve 'best' / 'last', refuse missing, truncated or unsafe files,
+            # then let LightningCLI read the model's hyperparameters from the
+            # checkpoint (so a model trained with overridden arguments rebuilds).
+            sub = self.config.get("subcommand")
+            if not sub:
+                return
+            cfg = self.config[sub]
+            root = os.path.abspath(cfg.trainer.default_root_dir or os.getcwd())
+            ckpt = cfg.get("ckpt_path")
+            if ckpt in ("best", "last") and not os.path.isfile(ckpt):
+                ckpt = resolve_checkpoint(root, ckpt)
+            elif ckpt is not None and not os.path.isfile(ckpt):
+                raise CheckpointError(
+                    f"--ckpt_path {ckpt!r}: no such checkpoint file" +
+                    ("; 'fit' would otherwise train from scratch, so it stops here"
+                     if sub == "fit" else "") +
+                    ". Use 'best' or 'last' for the newest run under --trainer."
+                    "default_root_dir, or a path to a .ckpt file.")
+            if ckpt is None:
+                return
+            cfg.ckpt_path = os.path.abspath(ckpt)
+            if cfg.get("weights_only") is False:  # the user vouches for the file
+                return
+            load_checkpoint(cfg.ckpt_path)  # raises CheckpointError with the reason
+            super()._parse_ckpt_path()
 
-        from gdl_pyg.lightning.callbacks import LastCheckpoint, PredictionWriter, ResumeState
-        from gdl_pyg.lightning.equivariance_report import EquivarianceReport
-
-        sub = self.subcommand
-        run = getattr(self, "run_dir", None)
-        if run is not None and not getattr(self, "_custom_logger", True):
+        def before_instantiate_classes(self) -> None:
+            sub = self.subcommand
+            if sub is None:
+                return
+            cfg = self.config[sub]
+            trainer = cfg.trainer
+            root = os.path.abspath(trainer.default_root_dir or os.getcwd())
+            ckpt = cfg.get("ckpt_path")
+            if "weights_only" in cfg and cfg.get("weights_only") is None:
+                cfg.weights_only = True
             if sub == "fit":
-                config["logger"] = _default_loggers(run)
-                config["default_root_dir"] = os.path.dirname(run)
+                self.run_dir = run_folder(ckpt) if ckpt is not None else _next_version(root)
             else:
-                config["logger"] = False
-                config["default_root_dir"] = run
-        plugins = config.get("plugins")
-        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) \
-            else [plugins]
-        if not any(type(p).__name__.endswith("CheckpointIO") for p in plugins):
-            plugins.append(SafeCheckpointIO())
-        config["plugins"] = plugins
-        trainer = super()._instantiate_trainer(config, callbacks)
-        if sub != "fit":  # keep the config that trained the checkpoint as config.yaml
-            for cb in trainer.callbacks:
-                if type(cb).__name__ == "SaveConfigCallback":
-                    cb.config_filename = f"config_{sub}.yaml"
-        if sub == "fit" and not any(isinstance(cb, LastCheckpoint) for cb in trainer.callbacks) \
-                and any(isinstance(cb, ModelCheckpoint) for cb in trainer.callbacks) \
-                and not trainer.fast_dev_run:
-            last = LastCheckpoint()
-            trainer.callbacks.append(last)
-        if sub == "fit" and not any(isinstance(cb, EquivarianceReport)
-                                    for cb in trainer.callbacks):
-            trainer.callbacks.append(EquivarianceReport())
-        if not any(isinstance(cb, ResumeState) for cb in trainer.callbacks):
-            trainer.callbacks.append(ResumeState())
-        if sub == "predict" and not any(isinstance(cb, PredictionWriter)
+                self.run_dir = run_folder(ckpt) if ckpt is not None else root
+            self._custom_logger = trainer.get("logger") not in (None, True)
+
+        def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Any]):
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            from gdl_pyg.lightning.callbacks import LastCheckpoint, PredictionWriter, ResumeState
+            from gdl_pyg.lightning.equivariance_report import EquivarianceReport
+
+            sub = self.subcommand
+            run = getattr(self, "run_dir", None)
+            if run is not None and not getattr(self, "_custom_logger", True):
+                if sub == "fit":
+                    config["logger"] = _default_loggers(run)
+                    config["default_root_dir"] = os.path.dirname(run)
+                else:
+                    config["logger"] = False
+                    config["default_root_dir"] = run
+            plugins = config.get("plugins")
+            plugins = [] if plugins is None else \
+                list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            if not any(type(p).__name__.endswith("CheckpointIO") for p in plugins):
+                plugins.append(SafeCheckpointIO())
+            config["plugins"] = plugins
+            trainer = super()._instantiate_trainer(config, callbacks)
+            if sub != "fit":  # keep the config that trained the checkpoint as config.yaml
+                for cb in trainer.callbacks:
+                    if type(cb).__name__ == "SaveConfigCallback":
+                        cb.config_filename = f"config_{sub}.yaml"
+            if sub == "fit" and \
+                    not any(isinstance(cb, LastCheckpoint) for cb in trainer.callbacks) \
+                    and any(isinstance(cb, ModelCheckpoint) for cb in trainer.callbacks) \
+                    and not trainer.fast_dev_run:
+                last = LastCheckpoint()
+                trainer.callbacks.append(last)
+            if sub == "fit" and not any(isinstance(cb, EquivarianceReport)
                                         for cb in trainer.callbacks):
-            trainer.callbacks.append(PredictionWriter())
-        return trainer
+                trainer.callbacks.append(EquivarianceReport())
+            if not any(isinstance(cb, ResumeState) for cb in trainer.callbacks):
+                trainer.callbacks.append(ResumeState())
+            if sub == "predict" and not any(isinstance(cb, PredictionWriter)
+                                            for cb in trainer.callbacks):
+                trainer.callbacks.append(PredictionWriter())
+            return trainer
+
+    GdlCLI.__module__, GdlCLI.__qualname__ = __name__, "GdlCLI"
+    return GdlCLI
 
 
 def _csv_logger_class():
@@ -375,7 +391,7 @@ def main(args: Optional[List[str]] = None) -> None:
         # which DDP's launcher re-runs in each new process. From Python, the
         # arguments go in `args` alone (LightningCLI warns when given both).
         with _argv(argv if from_cli else []):
-            GdlCLI(
+            __getattr__("GdlCLI")(
                 subclass_mode_model=True,
                 subclass_mode_data=True,
                 save_config_kwargs={"overwrite": True},
@@ -383,12 +399,31 @@ def main(args: Optional[List[str]] = None) -> None:
                 args=None if from_cli else argv,
                 run=True,
             )
-    except (CheckpointError, ValueError) as err:
+    except ValueError as err:  # CheckpointError is a ValueError
+        from gdl_pyg.lightning.checkpoint import CheckpointError
+
         if not from_cli or not isinstance(err, CheckpointError) and \
                 not str(err).startswith("--config"):
             raise
         print(f"gdl-pyg: error: {err}", file=sys.stderr)
         raise SystemExit(2)
+
+
+_LAZY = {"GdlCLI": None, "CheckpointError": "gdl_pyg.lightning.checkpoint",
+         "SafeCheckpointIO": "gdl_pyg.lightning.checkpoint",
+         "load_checkpoint": "gdl_pyg.lightning.checkpoint"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "GdlCLI":
+        value = _make_gdl_cli()
+    else:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # built / imported once
+    return value
 
 
 if __name__ == "__main__":

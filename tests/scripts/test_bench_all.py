@@ -1,0 +1,140 @@
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_all", ROOT / "scripts" / "bench_all.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_all"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_all = _load()
+
+
+def _table_rows(text):
+    tables = bench_all.markdown_tables(text)
+    assert tables, text
+    return tables[0]
+
+
+def test_quick_run_writes_a_table_of_positive_finite_ratios(tmp_path):
+    out = tmp_path / "bench_all.md"
+    report = bench_all.main(["--quick", "--only", "ops,memory", "--out", str(out)])
+    text = out.read_text()
+    assert "python scripts/bench_all.py --quick --only ops,memory" in text
+    rows = _table_rows(text)
+    benches = {r["bench"] for r in rows}
+    assert benches == {"ops", "memory"}, rows
+    assert any(r["case"].startswith("knn_graph") for r in rows)
+    assert any(r["case"].startswith("radius_graph") for r in rows)
+    for r in rows:
+        ratio = float(r["ratio (ours / peer)"])
+        assert math.isfinite(ratio) and ratio > 0, r
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["command"] == report["command"]
+    assert [b["status"] for b in saved["benches"]] == ["ok", "ok"]
+    assert len([r for b in saved["benches"] for r in b["rows"]]) == len(rows)
+
+
+def test_a_failing_script_becomes_a_row(tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "bench_grid.py").write_text("import sys\nsys.exit('grid broke: IndexError')\n")
+    (scripts / "bench_ops.py").write_text("print('nothing to see')\n")
+    monkeypatch.setattr(bench_all, "SCRIPTS", scripts)
+    out = tmp_path / "t.md"
+    report = bench_all.main(["--only", "grid,ops", "--out", str(out)])
+    status = {b["bench"]: b["status"] for b in report["benches"]}
+    assert status == {"grid": "exit 1", "ops": "no rows"}
+    text = out.read_text()
+    assert "grid broke: IndexError" in text
+    assert "**no rows**" in text
+
+
+def test_only_rejects_unknown_names(tmp_path):
+    with pytest.raises(SystemExit):
+        bench_all.main(["--only", "graph,nope", "--out", str(tmp_path / "x.md")])
+
+
+# the parsers, on the formats the scripts print
+
+GRAPH = """\
+device=cpu (1 threads), torch 2.13, N=2000
+layer                                      eager ms  compiled ms  compile s
+GCNConv (PyG)                                  10.0         8.0        3.1
+GCNConv (PyG) CSR adj_t                         6.0 failed: IndexError      -
+ConvolutionalConv edge_index                    5.0         4.0        2.0
+ConvolutionalConv CSR adj_t (norm+spmm)         3.0         2.0        1.0
+GINEConv (PyG)                                 20.0            -          -
+MessagePassingConv (GINE)                      10.0            -          -
+"""
+
+
+def test_parse_graph_pairs_rows_with_their_pyg_peer():
+    rows = {r["case"]: r for r in bench_all.parse_graph(GRAPH, {})}
+    assert rows["ConvolutionalConv edge_index, eager"]["peer"] == "GCNConv (PyG), eager"
+    assert rows["ConvolutionalConv edge_index, eager"]["ratio"] == pytest.approx(0.5)
+    assert rows["ConvolutionalConv edge_index, compiled"]["ratio"] == pytest.approx(0.5)
+    sparse = rows["ConvolutionalConv CSR adj_t (norm+spmm), eager"]
+    assert sparse["peer"] == "GCNConv (PyG) CSR adj_t, eager"
+    assert sparse["ratio"] == pytest.approx(0.5)
+    assert "ConvolutionalConv CSR adj_t (norm+spmm), compiled" not in rows  # peer failed
+    assert rows["MessagePassingConv (GINE), eager"]["ratio"] == pytest.approx(0.5)
+    assert len(rows) == 4
+
+
+def test_parse_grid_ops_mesh_e3_stack(tmp_path):
+    grid = ("case  reference ms  candidate ms  ratio\n-----\n"
+            "GridConv dense vs Conv2d          2.00          1.50    0.75x\n")
+    (r,) = bench_all.parse_grid(grid, {})
+    assert (r["case"], r["peer"], r["ratio"]) == ("GridConv dense", "Conv2d", 0.75)
+
+    ops = ("op                   N     edges   torch (s)   scipy (s) cluster (s) cKDTree (s)"
+           " scipy/raw torch/scipy\n"
+           "knn_graph         2000     32000       0.072       0.016         n/a"
+           "       0.010      1.60         4.5\n")
+    rows = bench_all.parse_ops(ops, {})
+    assert [r["case"] for r in rows] == ["knn_graph N=2000 (backend='scipy')",
+                                         "knn_graph N=2000 (backend='torch')"]
+    assert rows[0]["ratio"] == pytest.approx(1.6)
+
+    mesh = ("| vertices | faces | mesh_to_data ms | us/vertex | shared part us/vertex "
+            "| igl cotmatrix+massmatrix us/vertex | shared / igl | peak MiB | bytes/vertex |\n"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+            "| 2562 | 5120 | 20.0 | 8.00 | 4.00 | 2.00 | 2.00 | 1.0 | 400 |\n"
+            "| 10242 | 20480 | 100.0 | 10.00 | 5.00 | 2.00 | 2.50 | 4.0 | 400 |\n\n"
+            "| layer | fwd+bwd ms | ns/edge | ratio to GMMConv (median of paired) |\n"
+            "| --- | ---: | ---: | ---: |\n"
+            "| GMMConv | 10.0 | 100 | 1.00 |\n| GEMConv | 8.0 | 80 | 0.80 |\n"
+            "| FeaStConv | not available (ImportError) | - | - |\n")
+    rows = {r["case"]: r for r in bench_all.parse_mesh(mesh, {})}
+    assert rows["mesh_to_data, all geometry, N=10242"]["ratio"] == pytest.approx(5.0)
+    assert rows["mesh_to_data, shared part, N=2562"]["ratio"] == pytest.approx(2.0)
+    assert rows["mesh_to_data us/vertex, N=10242"]["ratio"] == pytest.approx(1.25)
+    assert rows["GEMConv"]["ratio"] == pytest.approx(0.8)
+    assert rows["GEMConv"]["peer"] == "GMMConv"
+    assert "GMMConv" not in rows and "FeaStConv" not in rows
+
+    e3 = ("| pair (ours / reference) | N | E | E / N | rounds | ours ms | reference ms "
+          "| ratio (median of paired) | max abs diff, float64 |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+          "| EGNNConv / dense EGNN | 250 | 5000 | 20 | 3 | 1.0 | 2.0 | 0.52 | 1e-15 |\n")
+    (r,) = bench_all.parse_e3(e3, {})
+    assert (r["case"], r["peer"], r["ratio"]) == ("EGNNConv, N=250", "dense EGNN", 0.52)
+
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps({
+        "epoch": {"lightning_epoch_s": 2.0, "plain_epoch_s": 1.0, "ratio": 1.9},
+        "startup_s": {"python -c pass": 0.1, "python -m gdl_pyg --help": 3.0}}))
+    rows = {r["case"]: r for r in bench_all.parse_stack("", {"json": str(path)})}
+    assert rows["gdl-pyg fit, one epoch"]["ratio"] == pytest.approx(1.9)
+    assert rows["start-up: python -m gdl_pyg --help"]["ratio"] == pytest.approx(30.0)
