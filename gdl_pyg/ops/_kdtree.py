@@ -23,6 +23,19 @@ so points of other examples are farther than any point of the own example
 and are filtered out; distances within an example are unchanged bit for bit
 (the extra coordinate differs by exactly zero).
 
+Radius graphs (self searches without a query set) take a faster route
+when the graph is not much denser than its limit: all pairs within
+:math:`r` come from one :meth:`~scipy.spatial.cKDTree.query_pairs` call
+(each unordered pair once, no :math:`K`-candidate padding), the exact
+float64 distance of each decides :math:`d < r`, and the sorted-by-target
+result is assembled without a full sort: the pairs :math:`(a, b)`,
+:math:`a < b`, are sorted once by :math:`(a, b)`, and one stable counting
+pass by target over ``[(b, a)..., (i, i)..., (a, b)...]`` (the self loops
+only with ``loop``) leaves every target's sources in increasing order
+(those below the target first, then the target, then those above).
+Targets with more than ``max_num_neighbors`` neighbours keep the nearest,
+ties by index, as above.
+
 Guarantee: the edges equal those of the torch backend whenever the
 float64 distances the tree computes order the candidates as the torch
 backend's distances do, i.e., for float64 inputs up to ties closer than
@@ -35,6 +48,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
 from scipy.spatial import cKDTree
 from torch import Tensor
 
@@ -48,6 +62,13 @@ PARALLEL_MIN_QUERIES = 4096
 REORDER_MIN_QUERIES = 4096
 #: First number of candidates of a radius search without a limit.
 UNLIMITED_START = 32
+#: A radius graph with a limit ``m`` takes the all-pairs route when a sample
+#: of queries holds at most ``PAIRS_MAX_MEAN_FACTOR * (m + 1)`` neighbours on
+#: average (denser graphs would hold far more pairs than they keep); ``0``
+#: turns the route off (used by the tests to compare both).
+PAIRS_MAX_MEAN_FACTOR = 4.0
+#: Number of evenly spaced sample queries of that estimate.
+PAIRS_SAMPLE = 256
 
 
 def _to_numpy64(x: Tensor) -> np.ndarray:
@@ -56,13 +77,16 @@ def _to_numpy64(x: Tensor) -> np.ndarray:
 
 
 def _append_example_coordinate(x: np.ndarray, y: np.ndarray, bx: np.ndarray,
-                               by: np.ndarray) -> Tuple[np.ndarray,
-                                                        np.ndarray]:
+                               by: np.ndarray, r: float = 0.0
+                               ) -> Tuple[np.ndarray, np.ndarray]:
     r"""Appends ``batch * gap`` as a last coordinate, with ``gap`` larger
-    than twice the diameter of all points of :obj:`x` and :obj:`y`."""
+    than twice the diameter of all points of :obj:`x` and :obj:`y` and than
+    twice the (finite) radius :obj:`r`."""
     pts = np.concatenate([x, y], axis=0)
     extent = pts.max(axis=0) - pts.min(axis=0)
     gap = 2.0 * float(np.sqrt((extent ** 2).sum())) + 1.0
+    if math.isfinite(r):
+        gap = max(gap, 2.0 * r)
     xa = np.concatenate([x, (bx * gap)[:, None]], axis=1)
     ya = np.concatenate([y, (by * gap)[:, None]], axis=1)
     return xa, ya
@@ -77,7 +101,12 @@ def _select(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int,
     candidates ``d, i [R, K]`` (sorted by distance, missing ones with index
     :obj:`n`). Returns ``(row, rank, col)`` of the kept edges and the
     positions in :obj:`q` of the queries that need more candidates."""
-    num, K = d.shape
+    num, K_asked = d.shape
+    if exclude_self and K_asked > 1 and bool((i[:, 0] == q).all()):
+        # Usual case: each query is its own first candidate; dropping that
+        # column spares the reordering of the valid candidates below.
+        d, i, exclude_self = d[:, 1:], i[:, 1:], False
+    K = d.shape[1]
     found = i < n
     inside = found & (d < r)
     if bx is not None:  # Same example only.
@@ -105,7 +134,7 @@ def _select(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int,
     count = valid.sum(axis=1)
     # Unreturned points lie at distance >= d[:, -1]; they cannot qualify if
     # the last candidate does not (outside r or of another example).
-    complete = np.full(num, K == n) | ~inside[:, -1]
+    complete = np.full(num, K_asked == n) | ~inside[:, -1]
     if m is None:
         keep = count
         redo = ~complete
@@ -121,6 +150,88 @@ def _select(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int,
     row = np.broadcast_to(q[:, None], (num, K))[mask]
     rank = np.broadcast_to(np.arange(K)[None, :], (num, K))[mask]
     return row, rank, ik[mask], np.nonzero(redo)[0]
+
+
+def _pairs_route(tree: cKDTree, pts: np.ndarray, r: float,
+                 m: Optional[int], block_size: int) -> bool:
+    r"""Whether a self radius search with limit :obj:`m` takes the all-pairs
+    route: always without a limit (every edge is kept then), else when an
+    evenly spaced sample of queries has few enough neighbours on average."""
+    if PAIRS_MAX_MEAN_FACTOR <= 0:
+        return False
+    if m is None:
+        return True
+    n = pts.shape[0]
+    sample = np.unique(np.linspace(0, n - 1, min(n, PAIRS_SAMPLE))
+                       .astype(np.int64))
+    count = tree.query_ball_point(pts[sample], r, return_length=True)
+    mean = float(np.mean(count))
+    return mean <= PAIRS_MAX_MEAN_FACTOR * (m + 1) and \
+        mean * n <= 2 * block_size
+
+
+def _radius_pairs(tree: cKDTree, xn: np.ndarray, r: float, bound: float,
+                  m: Optional[int], loop: bool,
+                  bx: Optional[np.ndarray]) -> np.ndarray:
+    r"""Self radius search through :meth:`cKDTree.query_pairs`. Returns
+    ``[2, E]`` int64 (row: target, col: source), sorted by row, then col."""
+    n = xn.shape[0]
+    pairs = tree.query_pairs(bound, output_type="ndarray")
+    a = np.minimum(pairs[:, 0], pairs[:, 1])
+    b = np.maximum(pairs[:, 0], pairs[:, 1])
+    del pairs
+    # Exact float64 distances (coordinates summed in order, as the tree
+    # does): the tree was asked with an inflated bound, d < r decides.
+    d2 = np.zeros(a.size)
+    for c in range(xn.shape[1]):
+        xc = np.ascontiguousarray(xn[:, c])
+        diff = xc[a] - xc[b]
+        d2 += diff * diff
+    dist = np.sqrt(d2)
+    keep = dist < r
+    if bx is not None:
+        keep &= bx[a] == bx[b]
+    a, b, dist = a[keep], b[keep], dist[keep]
+    # Sort the unordered pairs by (a, b) (keys are unique: any sort will do).
+    key = torch.sort(torch.from_numpy(a * n + b))
+    a_t = torch.div(key.values, n, rounding_mode="floor")
+    b = (key.values - a_t * n).numpy()
+    a = a_t.numpy()
+    count = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    if loop:
+        count += 1
+    overflow = m is not None and a.size > 0 and int(count.max()) > m
+    selfs = np.arange(n, dtype=np.int64) if loop else \
+        np.empty(0, dtype=np.int64)
+    row = np.concatenate([b, selfs, a])
+    col = np.concatenate([a, selfs, b])
+    num = row.size
+    if num == 0:
+        return np.empty((2, 0), dtype=np.int64)
+    if overflow:
+        dist = dist[key.indices.numpy()]
+        data = np.concatenate([dist, np.zeros(selfs.size), dist])
+    else:
+        data = np.ones(num, dtype=np.int8)
+    # One stable counting pass by row (scipy's COO -> CSR conversion): the
+    # sources below each target come in increasing order from the sorted
+    # (a, b), then the target itself, then those above.
+    csr = coo_matrix((data, (row, col)), shape=(n, n)).tocsr()
+    del row, col, data
+    out = np.empty((2, num), dtype=np.int64)
+    out[0] = np.repeat(np.arange(n, dtype=np.int64), count)
+    out[1] = csr.indices
+    if overflow:  # Keep the m nearest (ties by index) of crowded targets.
+        entry = np.nonzero((count > m)[out[0]])[0]
+        r_e, c_e, d_e = out[0, entry], out[1, entry], csr.data[entry]
+        perm = np.lexsort((c_e, d_e, r_e))
+        num_e = count[count > m]
+        start = np.repeat(np.cumsum(num_e) - num_e, num_e)
+        rank = np.arange(entry.size) - start
+        keep = np.ones(num, dtype=bool)
+        keep[entry[perm[rank >= m]]] = False
+        out = out[:, keep]
+    return out
 
 
 @torch.no_grad()
@@ -175,10 +286,20 @@ def kdtree_search(
         if single:
             bx = by = None
         else:
-            xn, yn = _append_example_coordinate(xn, yn, bx, by)
+            xn_plain = xn
+            xn, yn = _append_example_coordinate(xn, yn, bx, by, r)
             if self_search:
                 yn = xn
     tree = cKDTree(xn)
+    # The tree tests d < bound on squared distances: inflate the bound so
+    # that no point with a float64 distance below r is lost to rounding.
+    bound = r * (1.0 + 1e-9) if math.isfinite(r) else np.inf
+    m = k if k is not None else max_num_neighbors
+    if self_search and k is None and by_index and math.isfinite(r) and \
+            _pairs_route(tree, xn, bound, m, block_size):
+        plain = xn if bx is None else xn_plain
+        out = _radius_pairs(tree, plain, r, bound, m, not exclude_self, bx)
+        return torch.from_numpy(out).to(x.device)
     if self_search:
         order = tree.indices
     elif num_queries >= REORDER_MIN_QUERIES:
@@ -186,10 +307,6 @@ def kdtree_search(
     else:
         order = np.arange(num_queries)
     order = order.astype(np.int64, copy=False)
-    # The tree tests d < bound on squared distances: inflate the bound so
-    # that no point with a float64 distance below r is lost to rounding.
-    bound = r * (1.0 + 1e-9) if math.isfinite(r) else np.inf
-    m = k if k is not None else max_num_neighbors
     if m is None:
         K = min(UNLIMITED_START, n)
     else:
