@@ -27,11 +27,12 @@ import os.path as osp
 import pickle
 import re
 import socket
-import tempfile
 import time
 from typing import Any, Iterator, List, Sequence
 
 import torch
+
+from gdl_pyg.io._utils import atomic_path
 
 __all__ = ["file_digest", "files_digest", "atomic_cache_path", "remove_stale_temporaries",
            "load_error_reason", "content_digest", "STALE_AFTER"]
@@ -156,30 +157,15 @@ def remove_stale_temporaries(folder: str, max_age: float = STALE_AFTER) -> List[
     return removed
 
 
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 @contextlib.contextmanager
 def atomic_cache_path(path: str) -> Iterator[str]:
     r"""Yields a temporary path beside ``path`` named after this writer
-    (``.<name>.<host>.<pid>.<random>.tmp``); when the block exits normally
-    the file replaces ``path`` (:func:`os.replace`), otherwise it is removed
-    and ``path`` is left as it was."""
+    (``.<name>.<host>.<pid>.<random>.tmp``, which
+    :func:`remove_stale_temporaries` recognises); when the block exits
+    normally the file replaces ``path`` (:func:`os.replace`), otherwise it is
+    removed and ``path`` is left as it was
+    (:func:`gdl_pyg.io._utils.atomic_path`)."""
     path = os.fspath(path)
-    folder = osp.dirname(osp.abspath(path))
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f"Cannot write '{path}': folder '{folder}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{osp.basename(path)}.{_host()}.{os.getpid()}.",
-                               suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, prefix=f".{osp.basename(path)}.{_host()}.{os.getpid()}.",
+                     suffix=".tmp") as tmp:
         yield tmp
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise

@@ -61,19 +61,22 @@ def _default_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    r"""Yields a temporary path in the folder of ``path`` (with the same
-    extension); when the block exits normally the temporary file replaces
-    ``path`` with :func:`os.replace` (atomic on POSIX and Windows), otherwise it
-    is removed and ``path`` is left untouched.
+def atomic_path(path: PathLike, prefix: Optional[str] = None,
+                suffix: Optional[str] = None) -> Iterator[str]:
+    r"""Yields a temporary path in the folder of ``path`` (by default
+    ``.<stem>.<random>.tmp<ext>``, keeping the extension; :obj:`prefix` /
+    :obj:`suffix` override the parts around ``<random>``); when the block exits
+    normally the temporary file replaces ``path`` with :func:`os.replace`
+    (atomic on POSIX and Windows), keeping the mode of an existing ``path``,
+    otherwise it is removed and ``path`` is left untouched.
     """
     path = os.fspath(path)
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder):
         raise FileNotFoundError(f"Cannot write '{path}': folder '{folder}' does not exist")
-    base = osp.basename(path)
-    stem, ext = osp.splitext(base)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{ext}", dir=folder)
+    stem, ext = osp.splitext(osp.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}." if prefix is None else prefix,
+                               suffix=f".tmp{ext}" if suffix is None else suffix, dir=folder)
     os.close(fd)
     try:
         yield tmp
