@@ -140,8 +140,8 @@ class GroupConv(MessagePassing):
                              f"[num_nodes * {self.order}, {self.in_channels}] "
                              f"(got {got})")
         check_features(x, type(self).__name__, "x", dims=(2,))
-        if grid_shape is not None:
-            out = self._forward_grid(x, grid_shape)
+        if grid_shape is not None:  # the bias is added inside conv2d
+            return self._forward_grid(x, grid_shape)
         else:
             name = type(self).__name__
             check_edge_index(edge_index, x.size(0), name)
@@ -173,7 +173,9 @@ class GroupConv(MessagePassing):
         # rows (b, pixel, h') are the channels-last image [B, G * C, H, W]
         # (channel h' * C + c): a view, no copy
         img = x.reshape(B, H, W, G * C).permute(0, 3, 1, 2)
-        out = F.conv2d(img, self._grid_weight(), padding=k // 2)  # [B, G * O, H, W]
+        # output channel h * O + o takes bias[o]: one fused add, not a pass over the output
+        bias = self.bias.repeat(G) if self.bias is not None else None
+        out = F.conv2d(img, self._grid_weight(), bias, padding=k // 2)  # [B, G * O, H, W]
         # channel h * O + o -> rows (b, pixel, h); a view when conv2d kept
         # the channels-last layout (it does on CPU and with cuDNN)
         return out.permute(0, 2, 3, 1).reshape(B * H * W * G, O)

@@ -185,8 +185,8 @@ class LiftingConv(MessagePassing):
             raise ValueError(f"'{type(self).__name__}' expected pixel features of shape "
                              f"[num_nodes, {self.in_channels}] (got {got})")
         check_features(x, type(self).__name__, "x", dims=(2,))
-        if grid_shape is not None:
-            out = self._forward_grid(x, grid_shape)
+        if grid_shape is not None:  # the bias is added inside conv2d
+            return self._forward_grid(x, grid_shape)
         else:
             check_edge_index(edge_index, x.size(0), type(self).__name__)
             _check_edge_offset(type(self).__name__, edge_offset, edge_index)
@@ -209,7 +209,9 @@ class LiftingConv(MessagePassing):
         # [G(h), O, C, k*k] -> filter row h * O + o
         weight = self.weight.reshape(O, self.in_channels, k * k)[:, :, self.kernel_index]
         weight = weight.permute(2, 0, 1, 3).reshape(G * O, self.in_channels, k, k)
-        out = F.conv2d(img, weight, padding=k // 2)  # [B, G * O, H, W]
+        # output channel h * O + o takes bias[o]: one fused add, not a pass over the output
+        bias = self.bias.repeat(G) if self.bias is not None else None
+        out = F.conv2d(img, weight, bias, padding=k // 2)  # [B, G * O, H, W]
         # channel h * O + o -> rows (b, pixel, h), columns o; a view when
         # conv2d kept the channels-last layout (it does on CPU and with cuDNN)
         return out.permute(0, 2, 3, 1).reshape(B * H * W * G, O)
