@@ -11,9 +11,20 @@ vertex count nearest each of ``--sizes``; the time per vertex of the whole
 conversion, of the part it shares with libigl (corner geometry, edges,
 cotangent Laplacian and mixed-Voronoi mass) and of ``igl.cotmatrix`` +
 ``igl.massmatrix(..., MASSMATRIX_TYPE_VORONOI)`` (when the ``libigl`` package
-is installed: ``pip install libigl``), their ratio, and the peak memory of
-``mesh_to_data`` (:mod:`tracemalloc`, a separate untimed run). Medians of
-``--repeats`` runs after one warm-up.
+is installed: ``pip install libigl``), medians of ``--repeats`` rounds after
+one warm-up. The three run interleaved, one of each per round, and ``shared
+/ igl`` and ``whole / igl`` are medians over rounds of paired ratios (robust
+to load on a shared machine); the script then says whether ``whole / igl``
+at the largest size meets the goal of at most 3x (issue 11).
+
+``peak MiB`` is the peak memory of ``mesh_to_data``, NumPy and torch
+allocations alike: the growth of the peak resident set size of a fresh
+Python process (which loads the inputs from a file, so that nothing but the
+call raises its peak) over its resident size just before the call. On Linux
+the peak is ``VmHWM``, reset before each call through
+``/proc/self/clear_refs``, with freed heap memory returned first
+(``malloc_trim``); elsewhere it is the growth of ``ru_maxrss``, a lower
+bound (marked ``>=``).
 
 (b) layers: forward + backward on an icosphere of about ``--layer-vertices``
 vertices with ``--channels`` features in and out (GEMConv: ``channels //
@@ -24,11 +35,12 @@ load on a shared machine). A layer of gdl_pyg that does not import (or
 fails) prints ``not available`` and the others go on.
 """
 import argparse
+import json
 import math
+import re
 import statistics
 import sys
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -70,19 +82,108 @@ def shared_part(pos, face):
     P = pos.numpy()
     F = face.numpy().T.copy()
     N = P.shape[0]
-    a, b, c, angle, cot, _, face_area, sq_ab, sq_ac = mesh_mod._corner_data(P, F)
-    edge_index, eid_next, eid_prev = mesh_mod._edges(N, a, b, c)
-    mesh_mod._laplacian(N, edge_index, eid_next, eid_prev, b, c, cot)
-    mesh_mod._mass(N, a, angle, cot, sq_ab, sq_ac, face_area, "mixed")
+    K = mesh_mod._corner_data(np.ascontiguousarray(P.T), F, mass="mixed")
+    edge_index, ptr, eid_next, eid_prev = mesh_mod._edges(N, K.a, K.b, K.c)
+    mesh_mod._laplacian(N, edge_index, ptr, eid_next, eid_prev, K.b, K.c, K.half_cot)
+    np.bincount(K.a, K.mass, minlength=N)
 
 
-def peak_memory(fn):
-    tracemalloc.start()
+#: The goal of issue 11: mesh_to_data at most this many times libigl's
+#: cotmatrix + massmatrix at the largest size.
+GOAL = 3.0
+
+
+def _proc_status(key):
+    r"""``key`` of ``/proc/self/status`` in bytes (``None`` where unavailable)."""
     try:
+        with open("/proc/self/status") as f:
+            m = re.search(key + r":\s+(\d+) kB", f.read())
+    except OSError:
+        return None
+    return int(m.group(1)) * 1024 if m else None
+
+
+def peak_rss_increase(fn):
+    r"""Runs ``fn()`` and returns ``(bytes, exact)``: how far the peak
+    resident set size of this process rose above its resident size just
+    before the call. ``exact`` where the peak could be reset first (Linux:
+    ``/proc/self/clear_refs``, after ``malloc_trim`` returned freed heap
+    memory), otherwise the growth of ``ru_maxrss``, a lower bound. Resident
+    memory counts every allocation that was touched, NumPy's and torch's
+    alike (:mod:`tracemalloc` sees neither torch's allocator nor memory
+    allocated in C)."""
+    import ctypes
+    import gc
+    import resource
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current resident size
+        base = _proc_status("VmRSS")
+        exact = base is not None
+    except OSError:
+        exact = False
+    if exact:
         fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+        return max(0, _proc_status("VmHWM") - base), True
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    fn()
+    return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale - before), False
+
+
+def _peak_child(path, threads):
+    r"""The body of the fresh process of :func:`peak_memory`: prints one JSON
+    line per mesh of ``path`` (an ``.npz`` of ``pos<N>`` and ``face<N>``)."""
+    torch.set_num_threads(threads)
+    data = np.load(path)
+    ico = icosahedron()
+    mesh_to_data(*ico)  # first-call costs (lazy imports) out of the first measurement
+    for key in sorted((k for k in data.files if k.startswith("pos")), key=lambda k: int(k[3:])):
+        n = key[3:]
+        pos, face = torch.from_numpy(data[key]), torch.from_numpy(data["face" + n])
+        peak, exact = peak_rss_increase(lambda: mesh_to_data(pos, face))
+        print(json.dumps({"vertices": int(n), "peak": peak, "exact": exact}), flush=True)
+
+
+def icosahedron():
+    r"""The 12-vertex icosahedron (a tiny mesh for warm-up calls)."""
+    t = (1 + 5 ** 0.5) / 2
+    pos = torch.tensor([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t],
+                        [0, -1, -t], [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1],
+                        [-t, 0, 1]], dtype=torch.float64)
+    face = torch.tensor([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
+                         [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
+                         [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
+                         [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]).T
+    return pos, face.contiguous()
+
+
+def peak_memory(meshes, threads=1):
+    r"""``{vertices: (bytes, exact)}``: the peak memory of ``mesh_to_data`` on
+    each ``(pos, face)`` of ``meshes``, measured in one fresh Python process
+    (see :func:`peak_rss_increase`); ``{}`` if that process fails."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "meshes.npz")
+        np.savez(path, **{f"{k}{pos.size(0)}": v.numpy() for pos, face in meshes
+                          for k, v in (("pos", pos), ("face", face))})
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--peak-child",
+                               path, "--threads", str(threads)], capture_output=True,
+                              text=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            out[r["vertices"]] = (r["peak"], r["exact"])
+    return out
 
 
 def bench_mesh_to_data(args):
@@ -90,15 +191,17 @@ def bench_mesh_to_data(args):
         import igl
     except ImportError:
         igl = None
+    meshes = [icosphere(size) for size in args.sizes]
+    peaks = peak_memory(meshes, args.threads)
     print("## mesh_to_data (float64, CPU)\n")
     print("| vertices | faces | mesh_to_data ms | us/vertex | shared part us/vertex "
-          "| igl cotmatrix+massmatrix us/vertex | shared / igl | peak MiB | bytes/vertex |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size in args.sizes:
-        pos, face = icosphere(size)
+          "| igl cotmatrix+massmatrix us/vertex | shared / igl | whole / igl | peak MiB "
+          "| bytes/vertex |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    last = None
+    for pos, face in meshes:
         N, nF = pos.size(0), face.size(1)
-        t_full = median_time(lambda: mesh_to_data(pos, face), args.repeats)
-        t_part = median_time(lambda: shared_part(pos, face), args.repeats)
+        runs = {"full": lambda: mesh_to_data(pos, face), "part": lambda: shared_part(pos, face)}
         if igl is not None:
             V, Fi = pos.numpy(), face.numpy().T.copy()
 
@@ -106,16 +209,41 @@ def bench_mesh_to_data(args):
                 igl.cotmatrix(V, Fi)
                 igl.massmatrix(V, Fi, igl.MASSMATRIX_TYPE_VORONOI)
 
-            t_igl = median_time(run_igl, args.repeats)
-            igl_cols = f"{t_igl / N * 1e6:.2f} | {t_part / t_igl:.2f}"
+            runs["igl"] = run_igl
+        times = {k: [] for k in runs}
+        for fn in runs.values():  # warm-up
+            fn()
+        for _ in range(args.repeats):  # interleaved: one run of each per round
+            for k, fn in runs.items():
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+        t_full, t_part = statistics.median(times["full"]), statistics.median(times["part"])
+        if igl is not None:
+            def paired(k):
+                return statistics.median(t / r for t, r in zip(times[k], times["igl"]))
+
+            t_igl = statistics.median(times["igl"])
+            whole = paired("full")
+            igl_cols = f"{t_igl / N * 1e6:.2f} | {paired('part'):.2f} | {whole:.2f}"
+            last = (N, whole)
         else:
-            igl_cols = "libigl not installed | -"
-        peak = peak_memory(lambda: mesh_to_data(pos, face))
+            igl_cols = "libigl not installed | - | -"
+        if N in peaks:
+            peak, exact = peaks[N]
+            mem_cols = f"{'' if exact else '>='}{peak / 2 ** 20:.1f} | {peak / N:.0f}"
+        else:
+            mem_cols = "- | -"
         print(f"| {N} | {nF} | {t_full * 1e3:.1f} | {t_full / N * 1e6:.2f} "
-              f"| {t_part / N * 1e6:.2f} | {igl_cols} | {peak / 2 ** 20:.1f} "
-              f"| {peak / N:.0f} |", flush=True)
+              f"| {t_part / N * 1e6:.2f} | {igl_cols} | {mem_cols} |", flush=True)
     if igl is None:
         print("\nlibigl is not installed (`pip install libigl`): no reference timings.")
+    else:
+        N, whole = last
+        print(f"\ngoal (issue 11): mesh_to_data at most {GOAL:g}x igl cotmatrix+massmatrix at "
+              f"N={N}: {whole:.2f}x, {'met' if whole <= GOAL else 'NOT met'}")
+    if not peaks:
+        print("\npeak memory: the measuring process failed")
 
 
 def layer_cases(data, C, M, K, heads, device):
@@ -240,7 +368,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--skip-mesh", action="store_true", help="skip (a)")
     parser.add_argument("--skip-layers", action="store_true", help="skip (b)")
+    parser.add_argument("--peak-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_child:
+        _peak_child(args.peak_child, args.threads)
+        return
     q = args.quick
     if args.sizes is None:
         args.sizes = [2500, 10000] if q else [10000, 40000, 160000]

@@ -32,7 +32,7 @@ These are the conventions :class:`gdl_pyg.groups.GaugeGroup` acts on
 Angles are wrapped to :math:`(-\pi, \pi]`.
 """
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -95,15 +95,20 @@ def _to_out(x: np.ndarray, like: Tensor, fn: Optional[str] = None, name: str = "
     :obj:`fn`, checks the cast on the CPU first: a value finite in float64
     that overflows the dtype (an area of ``1e40`` in float32), or, with
     :obj:`positive`, a positive value that underflows to zero, raises
-    :class:`ValueError`."""
-    out = torch.from_numpy(np.ascontiguousarray(x)).to(dtype=like.dtype)
-    if fn is not None and out.is_floating_point() and out.numel():
-        bad = ~torch.isfinite(out) & torch.from_numpy(np.isfinite(x))
-        if bool(bad.any()):
-            raise ValueError(f"'{fn}': '{name}' reaches {float(np.abs(x).max()):.3g}, which "
-                             f"overflows {like.dtype} (largest finite value "
-                             f"{torch.finfo(like.dtype).max:.3g})" + _SCALE_HINT)
-        if positive:
+    :class:`ValueError`. A cast to the dtype of ``x`` itself changes nothing
+    and is not checked; otherwise one pass over the result decides whether
+    the element-wise comparison with ``x`` is needed."""
+    src = torch.from_numpy(np.ascontiguousarray(x))
+    out = src.to(dtype=like.dtype)
+    if (fn is not None and out.dtype != src.dtype and out.is_floating_point()
+            and out.numel()):
+        if not bool(torch.isfinite(out).all()):
+            bad = ~torch.isfinite(out) & torch.from_numpy(np.isfinite(x))
+            if bool(bad.any()):
+                raise ValueError(f"'{fn}': '{name}' reaches {float(np.abs(x).max()):.3g}, "
+                                 f"which overflows {like.dtype} (largest finite value "
+                                 f"{torch.finfo(like.dtype).max:.3g})" + _SCALE_HINT)
+        if positive and bool((out == 0).any()):
             zero = (out == 0) & torch.from_numpy(x > 0)
             if bool(zero.any()):
                 raise ValueError(f"'{fn}': '{name}' goes down to {float(x[x > 0].min()):.3g}, "
@@ -114,13 +119,21 @@ def _to_out(x: np.ndarray, like: Tensor, fn: Optional[str] = None, name: str = "
 
 
 def _check_normalized(fn: str, weight: np.ndarray, mass: np.ndarray, dtype: torch.dtype,
-                      row: np.ndarray) -> None:
+                      row: np.ndarray, ptr: Optional[np.ndarray] = None) -> None:
     r"""Raises :class:`ValueError` unless :math:`M^{-1} L` (the weights divided
     by the mass of their row, what :func:`laplacian_matrix` with
     :obj:`normalize=True` and diffusion layers compute) is finite in
-    ``dtype``."""
+    ``dtype``. With :obj:`ptr` (the CSR row pointer of ``row``, every row
+    non-empty), the largest weight of each row is divided by its mass, which
+    is the same maximum where it passes (division by a positive mass keeps
+    the order), and the entries are only all divided to report a failure."""
     if weight.size == 0 or not torch.empty(0, dtype=dtype).is_floating_point():
         return
+    if ptr is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):  # the full check warns
+            big = float(np.max(np.maximum.reduceat(np.abs(weight), ptr[:-1]) / mass))
+        if math.isfinite(big) and big <= torch.finfo(dtype).max:
+            return
     big = float(np.max(np.abs(weight) / mass[row]))
     if not math.isfinite(big) or big > torch.finfo(dtype).max:
         raise ValueError(f"'{fn}': the mass-normalised Laplacian M^-1 L reaches {big:.3g}, "
@@ -128,16 +141,45 @@ def _check_normalized(fn: str, weight: np.ndarray, mass: np.ndarray, dtype: torc
                          f"{torch.finfo(dtype).max:.3g})" + _SCALE_HINT)
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    r"""Wraps angles to :math:`(-\pi, \pi]`."""
-    out = np.remainder(angle + math.pi, _TWO_PI) - math.pi
-    out[out == -math.pi] = math.pi
-    return out
+def _wrap(angle: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    r"""Wraps angles to :math:`(-\pi, \pi]` (into :obj:`out` if given).
+
+    Bit for bit ``remainder(angle + pi, 2 pi) - pi`` (with :math:`-\pi`
+    mapped to :math:`\pi`), without the division of ``np.remainder`` on the
+    common range: for :math:`y = \text{angle} + \pi` in :math:`[-2\pi, 0)`
+    the remainder is the rounded :math:`y + 2\pi`, in :math:`[2\pi, 4\pi)` the
+    exact :math:`y - 2\pi` (Sterbenz), in :math:`[0, 2\pi)` :math:`y` itself;
+    values further out (and infinities) take ``np.remainder``."""
+    y = np.add(angle, math.pi, out=out)
+    lo = y < 0
+    hi = y >= _TWO_PI
+    far = None
+    if y.size and not (y.min() >= -_TWO_PI and y.max() < 2 * _TWO_PI):  # NaN: far too
+        far = np.flatnonzero(~((y >= -_TWO_PI) & (y < 2 * _TWO_PI)))
+        y_far = y[far]
+    np.add(y, _TWO_PI, out=y, where=lo)
+    np.subtract(y, _TWO_PI, out=y, where=hi)
+    if far is not None:
+        y[far] = np.remainder(y_far, _TWO_PI)
+    y -= math.pi
+    np.copyto(y, math.pi, where=y == -math.pi)
+    return y
 
 
 def _unit(v: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     n = np.linalg.norm(v, axis=-1)
     return v / np.maximum(n, 1e-300)[..., None], n
+
+
+def _norm_rows(x: np.ndarray) -> np.ndarray:
+    r"""The norms of the columns of ``x [3, N]``, rounded as
+    ``np.linalg.norm(x.T, axis=-1)`` (``(x_0^2 + x_1^2) + x_2^2``), on
+    contiguous rows."""
+    out = np.multiply(x[0], x[0])
+    t = np.multiply(x[1], x[1])
+    out += t
+    out += np.multiply(x[2], x[2], out=t)
+    return np.sqrt(out, out=out)
 
 
 # --------------------------------------------------------------------------
@@ -147,16 +189,38 @@ def _tangent_frame(normal: np.ndarray, ref: np.ndarray, rel_eps: float = 1e-8) -
     r"""``[N, 2, 3]`` frames: :math:`e_1` the normalised projection of ``ref``
     onto the tangent plane, :math:`e_2 = n \times e_1`. Where ``ref`` is
     (nearly) parallel to the normal, the coordinate axis least aligned with the
-    normal is projected instead."""
-    d = ref - (ref * normal).sum(-1, keepdims=True) * normal
-    bad = np.linalg.norm(d, axis=-1) <= rel_eps * np.maximum(np.linalg.norm(ref, axis=-1),
-                                                             1e-300)
+    normal is projected instead.
+
+    Computed on the transposed ``[3, N]`` rows with the roundings of
+    ``(ref * normal).sum(-1)``, ``np.linalg.norm(..., axis=-1)`` and
+    ``np.cross`` on ``[N, 3]`` (sums left to right)."""
+    N = normal.shape[0]
+    n = np.ascontiguousarray(normal.T)
+    d = np.array(ref.T, dtype=np.float64, order="C")  # becomes ref - (ref . n) n
+    t = np.empty(N)
+    s = np.multiply(d[0], n[0])
+    s += np.multiply(d[1], n[1], out=t)
+    s += np.multiply(d[2], n[2], out=t)
+    ref_len = _norm_rows(d)
+    for k in range(3):
+        d[k] -= np.multiply(s, n[k], out=t)
+    d_len = _norm_rows(d)
+    bad = d_len <= rel_eps * np.maximum(ref_len, 1e-300)
     if bad.any():
-        axis = np.eye(3)[np.argmin(np.abs(normal[bad]), axis=-1)]
-        d[bad] = axis - (axis * normal[bad]).sum(-1, keepdims=True) * normal[bad]
-    e1, _ = _unit(d)
-    e2 = np.cross(normal, e1)
-    return np.stack([e1, e2], axis=1)
+        nb = normal[bad]
+        axis = np.eye(3)[np.argmin(np.abs(nb), axis=-1)]
+        db = axis - (axis * nb).sum(-1, keepdims=True) * nb
+        d[:, bad] = db.T
+        d_len[bad] = np.linalg.norm(db, axis=-1)
+    d /= np.maximum(d_len, 1e-300)  # e1
+    frame = np.empty((N, 2, 3))
+    frame[:, 0] = d.T
+    e2 = frame[:, 1].T  # n x e1, as np.cross
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.multiply(n[i], d[j], out=s)
+        s -= np.multiply(n[j], d[i], out=t)
+        e2[k] = s
+    return frame
 
 
 def _projected_angle(vec: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -195,183 +259,305 @@ def _lookup(keys_sorted: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.where(found, idx, -1)
 
 
-def _corner_data(P: np.ndarray, F: np.ndarray):
-    r"""Per corner ``(face f, local k)`` flattened as ``c = 3 f + k``: the corner
-    vertex ``a``, the next ``b`` and previous ``c`` vertex of the face, the
-    tip angle and its cotangent, the squared lengths of the edges ``a b`` and
-    ``a c``; plus face normals and areas.
+#: Faces per block of :func:`_corner_data`: its temporaries then stay in the cache.
+_BLOCK = 4096
 
-    Computed on contiguous rows ``[3, 3, F]`` (coordinate, corner ``k``,
-    face) from the three edge vectors of each face: the corner's ``b - a`` is
-    an edge vector and its ``c - a`` the negated previous one, the same
-    floating-point values as the differences of gathered positions (negation
-    is exact); the results are interleaved to the corner order at the end."""
+
+class _Corners(NamedTuple):
+    r"""Per corner ``c = 3 f + k`` (face ``f``, local ``k``) of a mesh."""
+    a: np.ndarray  #: the corner vertex
+    b: np.ndarray  #: the next vertex of the face
+    c: np.ndarray  #: the previous vertex of the face
+    angle: np.ndarray  #: the tip angle
+    half_cot: np.ndarray  #: half its cotangent: the weight of the opposite edge (b, c)
+    length: np.ndarray  #: |x_b - x_a|
+    mass: np.ndarray  #: the corner's share of the vertex area
+    normal: np.ndarray  #: [3, C] its weighted face normal (summed into vertex normals)
+    weight: np.ndarray  #: the weight of that face normal (angle or face area)
+    face_normal: np.ndarray  #: [F, 3]
+    face_area: np.ndarray  #: [F]
+
+
+def _corner_data(Pt: np.ndarray, F: np.ndarray, normal_weighting: str = "angle",
+                 mass: str = "mixed") -> _Corners:
+    r"""Everything local to a face (see :class:`_Corners`) from the
+    transposed positions ``Pt [3, N]`` and the faces ``F [F, 3]``, in one
+    pass over blocks of :obj:`_BLOCK` faces.
+
+    In a block, the coordinates of the face vertices are gathered once as
+    ``[3, 3, faces]`` (coordinate, corner ``k``, face), so that every
+    operation runs on long contiguous rows; the per-corner results are
+    written out in corner order. The corner's ``b - a`` is the edge vector
+    :math:`e_k = x_{k+1} - x_k` and its ``c - a`` the negated previous one,
+    :math:`-e_{k-1}`, hence
+
+    .. math::
+        (b - a) \times (c - a) = e_{k-1} \times e_k, \qquad
+        (b - a) \cdot (c - a) = -e_k \cdot e_{k-1},
+
+    evaluated with the roundings of the direct formulas (negation is exact
+    and ``-p - (-q)`` rounds like ``q - p``): the results are those of the
+    differences of gathered positions, bit for bit. ``|c - a|^2`` is the
+    previous corner's ``|b - a|^2``."""
+    nF = F.shape[0]
+    C = 3 * nF
     a = F.reshape(-1)
-    b = F[:, [1, 2, 0]].reshape(-1)
-    c = F[:, [2, 0, 1]].reshape(-1)
-    Pt = np.ascontiguousarray(P.T)  # [3, N]
-    V0, V1, V2 = Pt[:, F[:, 0]], Pt[:, F[:, 1]], Pt[:, F[:, 2]]  # [3, F]
-    e0, e1, e2 = V1 - V0, V2 - V1, V0 - V2
-    u0, u1, u2 = np.stack([e0, e1, e2], axis=1)  # b - a, each [3 (k), F]
-    w0, w1, w2 = -np.stack([e2, e0, e1], axis=1)  # c - a
-    # the cross product with numpy.cross's arithmetic
-    cr0 = u1 * w2 - u2 * w1
-    cr1 = u2 * w0 - u0 * w2
-    cr2 = u0 * w1 - u1 * w0
-    dbl = np.sqrt(cr0 * cr0 + cr1 * cr1 + cr2 * cr2)
-    dot = u0 * w0 + u1 * w1 + u2 * w2
-    # the corner k = 0 of each face spans the face: its cross product is the face's
-    dbl_f = dbl[0]
-    face_normal = np.stack([cr0[0], cr1[0], cr2[0]], axis=-1)
-    face_normal /= np.maximum(dbl_f, 1e-300)[:, None]
+    b = np.take(F, [1, 2, 0], axis=1).reshape(-1)
+    c = np.take(F, [2, 0, 1], axis=1).reshape(-1)
+    angle, half_cot, length, corner_mass = (np.empty(C) for _ in range(4))
+    normal = np.empty((3, C))
+    face_normal = np.empty((nF, 3))
+    face_area = np.empty(nF)
+    area_weight = normal_weighting == "area"
+    weight = np.empty(C) if area_weight else angle
+    FT = np.ascontiguousarray(F.T)  # [3, F]
+    nxt, prv = [1, 2, 0], [2, 0, 1]
 
-    def corners(x):  # [3 (k), F] -> [C], c = 3 f + k
-        return x.T.reshape(-1)
+    def corners(x, s):  # the [3 (k), n] view of the per-corner x[s]
+        return x[s].reshape(-1, 3).T
 
-    return (a, b, c, corners(np.arctan2(dbl, dot)), corners(dot / np.maximum(dbl, 1e-300)),
-            face_normal, 0.5 * dbl_f, corners(u0 * u0 + u1 * u1 + u2 * u2),
-            corners(w0 * w0 + w1 * w1 + w2 * w2))
+    for lo in range(0, nF, _BLOCK):
+        hi = min(nF, lo + _BLOCK)
+        n, s = hi - lo, slice(3 * lo, 3 * hi)
+        G = np.take(Pt, FT[:, lo:hi], axis=1)  # [3, 3, n]
+        e = np.empty((3, 4, n))  # e_k = x_{k+1} - x_k at e[:, k + 1], and e_2 at e[:, 0]
+        np.subtract(G[:, 1:], G[:, :2], out=e[:, 1:3])
+        np.subtract(G[:, 0], G[:, 2], out=e[:, 3])
+        e[:, 0] = e[:, 3]
+        u = e[:, 1:].reshape(3, -1)  # e_k = b - a
+        p = e[:, :3].reshape(3, -1)  # e_{k-1} = a - c
+        t = np.empty(3 * n)
+        cr = np.empty((3, 3 * n))  # (b - a) x (c - a) = p x u
+        for d, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+            np.multiply(p[i], u[j], out=cr[d])
+            np.multiply(p[j], u[i], out=t)
+            cr[d] -= t
+        dbl = np.multiply(cr[0], cr[0])  # twice the face area
+        dbl += np.multiply(cr[1], cr[1], out=t)
+        dbl += np.multiply(cr[2], cr[2], out=t)
+        np.sqrt(dbl, out=dbl)
+        dot = np.multiply(u[0], p[0])  # (b - a) . (c - a) = -q0 - q1 - q2
+        np.negative(dot, out=dot)
+        dot -= np.multiply(u[1], p[1], out=t)
+        dot -= np.multiply(u[2], p[2], out=t)
+        ang = np.arctan2(dbl, dot).reshape(3, n)
+        corners(angle, s)[:] = ang
+        cot = np.divide(dot, np.maximum(dbl, 1e-300, out=t), out=dot).reshape(3, n)
+        np.multiply(cot, 0.5, out=corners(half_cot, s))
+        sq = np.multiply(u[0], u[0])  # |b - a|^2
+        sq += np.multiply(u[1], u[1], out=t)
+        sq += np.multiply(u[2], u[2], out=t)
+        sq = sq.reshape(3, n)
+        np.sqrt(sq, out=corners(length, s))
+        # the corner k = 0 spans the face: its cross product is the face's
+        dbl_f = dbl[:n]
+        fa = np.multiply(dbl_f, 0.5, out=face_area[lo:hi])
+        fn = np.divide(cr[:, :n], np.maximum(dbl_f, 1e-300))  # [3, n]
+        face_normal[lo:hi].T[:] = fn
+        w = ang
+        if area_weight:
+            w = np.broadcast_to(fa, (3, n))
+            corners(weight, s)[:] = w
+        normal_s = normal[:, s].reshape(3, n, 3)  # (coordinate, face, k)
+        for k in range(3):
+            np.multiply(w[k], fn, out=normal_s[:, :, k])
+        if mass == "barycentric":
+            corners(corner_mass, s)[:] = fa / 3.0
+            continue
+        # mixed Voronoi (Meyer et al. 2003): |b - a|^2 cot(c) + |c - a|^2 cot(b)
+        voronoi = sq * cot[prv]
+        voronoi += sq[prv] * cot[nxt]
+        voronoi /= 8.0
+        obtuse = ang > 0.5 * math.pi
+        np.copyto(voronoi, np.where(obtuse, fa / 2.0, fa / 4.0), where=obtuse.any(0))
+        corners(corner_mass, s)[:] = voronoi
+    return _Corners(a, b, c, angle, half_cot, length, corner_mass, normal, weight,
+                    face_normal, face_area)
 
 
 def _in_face(x: np.ndarray, shift: int) -> np.ndarray:
     r"""The per-corner array ``x`` read at the corner ``shift`` places further
     in the same face (``3 f + (k + shift) % 3``)."""
-    return np.roll(x.reshape(-1, 3), -shift, axis=1).reshape(-1)
+    return np.take(x.reshape(-1, 3), [1, 2, 0] if shift == 1 else [2, 0, 1],
+                   axis=1).reshape(-1)
+
+
+def _in_face_index(corner: np.ndarray, shift: int) -> np.ndarray:
+    r"""The corner ``shift`` places further in the same face as ``corner``."""
+    k = corner % 3
+    return corner - k + (k + shift) % 3
 
 
 def _edges(N: int, a: np.ndarray, b: np.ndarray, c: np.ndarray):
     r"""Unique mesh edges in both directions, ``[2, E]`` sorted by target then
-    source, and for every corner the index of the edge ``b -> a`` (its next
-    vertex seen from ``a``) and ``c -> a``.
+    source, the first edge of every row (``ptr [N + 1]``, CSR) and for every
+    corner the index of the edge ``b -> a`` (its next vertex seen from ``a``)
+    and ``c -> a``.
 
-    One stable sort of the ``2 C`` keys ``a N + b`` and ``a N + c`` (which
-    hold every directed edge of every face) groups them; the group ranks are
-    the edge indices, scattered back to the corners, so no later look-up
-    (``searchsorted``) is needed. The keys of a mesh come in long sorted runs,
-    which the stable sort (timsort) exploits: about linear time in practice.
+    One sort of the ``2 C`` keys ``a N + b`` and ``a N + c`` (which hold
+    every directed edge of every face) groups them; the group ranks are the
+    edge indices, scattered back to the corners, so no later look-up
+    (``searchsorted``) is needed. The sort is PyTorch's (on one thread about
+    twice as fast as NumPy's timsort on these keys); stable, so the result
+    does not depend on the sort's implementation.
     """
     C = a.size
-    key = np.concatenate([a * N + b, a * N + c])  # target-major: (i = a, j = b or c)
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    new = np.empty(2 * C, bool)
-    new[0] = True
-    np.not_equal(ks[1:], ks[:-1], out=new[1:])
-    uniq = ks[new]
+    key = np.empty(2 * C, np.int64)  # target-major: (i = a, j = b or c)
+    np.multiply(a, N, out=key[:C])
+    key[:C] += b
+    np.multiply(a, N, out=key[C:])
+    key[C:] += c
+    ks, order = torch.sort(torch.from_numpy(key), stable=True)
+    uniq, rank = torch.unique_consecutive(ks, return_inverse=True)
+    uniq = uniq.numpy()
+    edge_index = np.empty((2, uniq.size), np.int64)
+    src, dst = edge_index
+    torch.div(torch.from_numpy(uniq), N, rounding_mode="floor", out=torch.from_numpy(dst))
+    np.multiply(dst, N, out=src)
+    np.subtract(uniq, src, out=src)
     eid = np.empty(2 * C, np.int64)
-    eid[order] = np.cumsum(new) - 1
-    edge_index = np.stack([uniq % N, uniq // N])
-    return edge_index, eid[:C], eid[C:]
+    eid[order.numpy()] = rank.numpy()
+    ptr = np.zeros(N + 1, np.int64)
+    np.cumsum(np.bincount(dst, minlength=N), out=ptr[1:])
+    return edge_index, ptr, eid[:C], eid[C:]
 
 
-def _laplacian(N: int, edge_index: np.ndarray, eid_next: np.ndarray, eid_prev: np.ndarray,
-               b: np.ndarray, c: np.ndarray, cot: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _laplacian(N: int, edge_index: np.ndarray, ptr: np.ndarray, eid_next: np.ndarray,
+               eid_prev: np.ndarray, b: np.ndarray, c: np.ndarray,
+               half_cot: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     r"""The coalesced COO cotangent Laplacian built directly on the edge list:
     its pattern is the edges (row = target) plus the diagonal, merged in
     row-major order by index arithmetic (no sparse-format round trip)."""
     src, dst = edge_index
     E = src.size
-    w = 0.5 * cot  # the corner at a weighs the opposite edge (b, c)
-    # the edge (row b, col c) is "next" of the corner at b; (row c, col b)
-    # is "previous" of the corner at c
-    e_bc, e_cb = _in_face(eid_next, 1), _in_face(eid_prev, 2)
-    off = -np.bincount(np.concatenate([e_bc, e_cb]), np.concatenate([w, w]), minlength=E)
-    diag = np.bincount(np.concatenate([b, c]), np.concatenate([w, w]), minlength=N)
-    count = np.bincount(dst, minlength=N)
-    first = np.cumsum(count) - count  # first edge of each row
+    # the corner at a weighs the opposite edge (b, c): the edge (row b, col c)
+    # is "next" of the corner at b; (row c, col b) is "previous" of the corner at c
+    C = half_cot.size
+    w = np.empty(2 * C)
+    w[:C] = w[C:] = half_cot
+    idx = np.empty(2 * C, np.int64)
+    np.take(eid_next.reshape(-1, 3), [1, 2, 0], axis=1, out=idx[:C].reshape(-1, 3))
+    np.take(eid_prev.reshape(-1, 3), [2, 0, 1], axis=1, out=idx[C:].reshape(-1, 3))
+    off = np.bincount(idx, w, minlength=E)
+    np.negative(off, out=off)
+    idx[:C], idx[C:] = b, c
+    diag = np.bincount(idx, w, minlength=N)
     lower = src < dst
     n_lower = np.bincount(dst[lower], minlength=N)
     nnz = E + N
-    rows = np.empty(nnz, np.int64)
-    cols = np.empty(nnz, np.int64)
+    index = np.empty((2, nnz), np.int64)
+    rows, cols = index
     vals = np.empty(nnz)
-    # an edge moves past the diagonals of the rows before it, and past its
-    # own row's diagonal when its column is larger
-    pe = np.arange(E) + dst + ~lower
-    pd = first + np.arange(N) + n_lower
-    rows[pe], cols[pe], vals[pe] = dst, src, off
+    # the diagonal of row i comes after the edges of the rows before it and the
+    # edges of its own row with a smaller column; the edges fill the rest in order
     ar = np.arange(N)
+    pd = ptr[:-1] + ar
+    pd += n_lower
+    pe = np.ones(nnz, bool)
+    pe[pd] = False
+    rows[pe], cols[pe], vals[pe] = dst, src, off
     rows[pd], cols[pd], vals[pd] = ar, ar, diag
-    return np.stack([rows, cols]), vals
+    return index, vals
 
 
-def _mass(N: int, a, angle, cot, sq_ab, sq_ac, face_area, kind: str) -> np.ndarray:
-    A = np.repeat(face_area, 3)
-    if kind == "barycentric":
-        return np.bincount(a, A / 3.0, minlength=N)
-    # mixed Voronoi (Meyer et al. 2003). Corner order c = 3 f + k; the corner
-    # at a is followed by the corner at b (k + 1) and at c (k + 2) in its face.
-    voronoi = (sq_ab * _in_face(cot, 2) + sq_ac * _in_face(cot, 1)) / 8.0
-    obtuse = angle > 0.5 * math.pi
-    obtuse_face = np.repeat(obtuse.reshape(-1, 3).any(-1), 3)
-    area = np.where(obtuse_face, np.where(obtuse, A / 2.0, A / 4.0), voronoi)
-    return np.bincount(a, area, minlength=N)
-
-
-def _intrinsic_polar(N, a, b, angle, edge_index, eid_next, eid_prev):
-    r"""Angle-normalised polar coordinates of the 1-rings.
-
-    Walks the corners around every vertex counter-clockwise and accumulates
-    tip angles. Returns per corner the cumulative angle of its next vertex
-    ``b`` (scaled), the scale per vertex, the reference neighbour (whose
-    direction is :math:`\phi = 0`) of every vertex, and per edge the corner
-    at its target whose next (``owner_next``) or previous (``owner_prev``)
-    vertex is its source (-1 if none).
-    """
-    C = a.size
-    E = edge_index.shape[1]
-    if bool((np.bincount(eid_next, minlength=E) > 1).any()):
+def _corner_owners(E: int, eid_next: np.ndarray, eid_prev: np.ndarray):
+    r"""Per edge ``j -> i`` the corner at ``i`` whose next vertex is ``j``
+    (``owner_next``, -1 if none: the last neighbour of a boundary vertex is
+    only the previous vertex of a corner), a mask of the edges that have one
+    (``[E + 1]``, the sink ``E`` has none), and the corners whose previous
+    edge has none. Raises unless every directed edge belongs to at most one
+    face (a consistently oriented manifold mesh)."""
+    C = eid_next.size
+    corners = np.arange(C)
+    owner_next = np.full(E, -1, dtype=np.int64)
+    owner_next[eid_next] = corners
+    if not np.array_equal(owner_next[eid_next], corners):
         raise ValueError(
             "'mesh_to_data' with method='intrinsic' requires a consistently oriented "
             "manifold mesh, but a directed edge belongs to more than one face (a "
             "non-manifold edge or flipped faces); fix the mesh or use method='extrinsic'"
             + _CLEAN_HINT)
-    corners = np.arange(C)
-    owner_next = np.full(E, -1, dtype=np.int64)
-    owner_next[eid_next] = corners
-    owner_prev = np.full(E, -1, dtype=np.int64)
-    owner_prev[eid_prev] = corners
-    succ = owner_next[eid_prev]  # the corner at a whose next vertex is our c
-    has_pred = np.zeros(C, bool)
-    has_pred[succ[succ >= 0]] = True
+    owned = np.zeros(E + 1, bool)
+    owned[:E] = owner_next >= 0
+    return owner_next, owned, np.flatnonzero(~owned[eid_prev])
+
+
+def _intrinsic_polar(N, a, angle, edge_index, ptr, eid_next, eid_prev, owner_next, owned,
+                     open_corners):
+    r"""Angle-normalised polar angles :math:`\phi_i(j)` of the 1-rings, per
+    edge (not yet wrapped), and the reference neighbour (whose direction is
+    :math:`\phi = 0`) of every vertex; ``owner_next``, ``owned`` and
+    ``open_corners`` as returned by :func:`_corner_owners`.
+
+    Walks the corners around every vertex counter-clockwise and accumulates
+    tip angles. The walk runs on the edges: the corner at ``i`` whose next
+    vertex is ``j`` stands for the edge ``j -> i``, so that the corners of a
+    vertex lie side by side in the edge list, and the next corner of the walk
+    is the corner's previous edge. All vertices advance at once, one corner
+    per step; the edge index ``E`` is a sink (its successor is itself, its
+    angle 0) where a walk has ended, and the finished walks are dropped once
+    they are half of those left, so the work stays linear in the corner
+    count.
+    """
+    src, dst = edge_index
+    E = src.size
+    is_prev = np.zeros(E, bool)
+    is_prev[eid_prev] = True
     # start corner per vertex: the corner with no predecessor (boundary
     # vertices), else the corner whose next vertex has the smallest index
-    boundary_corner = ~has_pred
-    n_bnd = np.bincount(a, boundary_corner, minlength=N)
+    first = np.flatnonzero(owned[:E] & ~is_prev)  # the boundary corners
+    n_bnd = np.bincount(dst[first], minlength=N)
     if (n_bnd > 1).any():
         v = int(np.nonzero(n_bnd > 1)[0][0])
         raise ValueError(
             f"'mesh_to_data' with method='intrinsic' requires a manifold mesh, but vertex "
             f"{v} touches several boundary fans (a non-manifold vertex); fix the mesh or use "
             f"method='extrinsic'" + _MANIFOLD_HINT)
-    is_bnd_vertex = n_bnd == 1
     # the first edge of a row has the smallest source; on a vertex without
     # boundary corner every neighbour is the next vertex of one of its corners
-    count = np.bincount(edge_index[1], minlength=N)
-    start = owner_next[np.cumsum(count) - count]
-    bc = np.nonzero(boundary_corner)[0]
-    start[a[bc]] = bc
-    cum = np.full(C, np.nan)
+    start = ptr[:-1].copy()
+    start[~owned[start]] = -1
+    start[dst[first]] = first
     cur = start[start >= 0]
+    # a walk ends at the sink: after the last corner of a boundary fan (whose
+    # previous edge belongs to no corner) or before coming back to its start
+    succ = np.full(E + 1, E, dtype=np.int64)
+    succ[eid_next] = eid_prev
+    is_start = np.zeros(E + 1, bool)
+    is_start[cur] = True
+    succ[~owned[succ] | is_start[succ]] = E
+    ang = np.zeros(E + 1)
+    ang[eid_next] = angle
+    cum = np.full(E + 1, np.nan)
     acc = np.zeros(cur.size)
-    origin = cur.copy()
-    while cur.size:
+    alive = cur.size
+    while alive:
         cum[cur] = acc
-        acc = acc + angle[cur]
-        nxt = succ[cur]
-        keep = (nxt >= 0) & (nxt != origin)
-        cur, acc, origin = nxt[keep], acc[keep], origin[keep]
-    if np.isnan(cum).any():
-        v = int(a[np.isnan(cum)][0])
+        acc += ang[cur]
+        cur = succ[cur]
+        alive = int(np.count_nonzero(cur != E))
+        if 2 * alive <= cur.size:
+            keep = cur != E
+            cur, acc = cur[keep], acc[keep]
+    phi = cum[:E]  # a view: scaled in place below
+    missed = owned[:E] & np.isnan(phi)
+    if missed.any():
+        v = int(a[owner_next[missed].min()])
         raise ValueError(
             f"'mesh_to_data' with method='intrinsic' requires a manifold mesh, but the faces "
             f"around vertex {v} form more than one fan (a non-manifold vertex); fix the mesh "
             f"or use method='extrinsic'" + _MANIFOLD_HINT)
     total = np.bincount(a, angle, minlength=N)
-    scale = np.where(is_bnd_vertex, 1.0, _TWO_PI / np.maximum(total, 1e-300))
+    scale = np.where(n_bnd == 1, 1.0, _TWO_PI / np.maximum(total, 1e-300))
+    phi *= scale[dst]
+    # the last neighbour of a boundary vertex is only the previous vertex of a
+    # corner: phi there is the corner's (scaled) cumulative angle plus its tip angle
+    cp = open_corners
+    if cp.size:
+        phi[eid_prev[cp]] = phi[eid_next[cp]] + scale[a[cp]] * angle[cp]
     ref = np.full(N, -1, dtype=np.int64)
-    ref[start >= 0] = b[start[start >= 0]]
-    return cum * scale[a], scale, ref, owner_next, owner_prev
+    ref[start >= 0] = src[start[start >= 0]]
+    return phi, ref
 
 
 def _tie_free_predecessor(dist, row, s, j, src, ptr, r, rtol: float = 1e-9):
@@ -567,8 +753,10 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         raise ValueError(f"'mesh_to_data' received {int((~used).sum())} vertices that belong "
                          f"to no face (e.g. vertex {int(np.nonzero(~used)[0][0])}); remove "
                          f"unreferenced vertices first" + _CLEAN_HINT)
-    a, b, c, angle, cot, face_normal, face_area, sq_ab, sq_ac = _corner_data(P, F)
-    ext = np.linalg.norm(P.max(0) - P.min(0))
+    Pt = np.ascontiguousarray(P.T)  # [3, N]
+    K = _corner_data(Pt, F, normal_weighting, mass)
+    a, b, c, angle, face_area = K.a, K.b, K.c, K.angle, K.face_area
+    ext = np.linalg.norm(Pt.max(1) - Pt.min(1))
     tiny = face_area <= 1e-14 * max(ext, 1e-300) ** 2
     if tiny.any():
         raise ValueError(f"'mesh_to_data' received {int(tiny.sum())} degenerate face(s) of "
@@ -576,49 +764,50 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
                          f"remove them first" + _CLEAN_HINT)
 
     # vertex normals: the weighted face normals summed per corner vertex
-    wgt = angle if normal_weighting == "angle" else np.repeat(face_area, 3)
-    fn = np.repeat(face_normal, 3, axis=0)
-    nsum = np.stack([np.bincount(a, wgt * fn[:, k], minlength=N) for k in range(3)], axis=-1)
-    normal, nlen = _unit(nsum)
-    wsum = np.bincount(a, wgt, minlength=N)
+    nsum = np.stack([np.bincount(a, K.normal[d], minlength=N) for d in range(3)])
+    nlen = _norm_rows(nsum)
+    normal = (nsum / np.maximum(nlen, 1e-300)).T  # [N, 3], as _unit(nsum.T)
+    wsum = np.bincount(a, K.weight, minlength=N)
     if (nlen <= 1e-12 * np.maximum(wsum, 1e-300)).any():
         v = int(np.nonzero(nlen <= 1e-12 * wsum)[0][0])
         raise ValueError(f"'mesh_to_data' cannot define a normal at vertex {v}: its face "
                          f"normals cancel out (inconsistently oriented faces?)" + _CLEAN_HINT)
 
-    edge_index, eid_next, eid_prev = _edges(N, a, b, c)
-    lap_index, lap_weight = _laplacian(N, edge_index, eid_next, eid_prev, b, c, cot)
-    vmass = _mass(N, a, angle, cot, sq_ab, sq_ac, face_area, mass)
+    edge_index, ptr, eid_next, eid_prev = _edges(N, a, b, c)
+    lap_index, lap_weight = _laplacian(N, edge_index, ptr, eid_next, eid_prev, b, c,
+                                       K.half_cot)
+    vmass = np.bincount(a, K.mass, minlength=N)
 
     src, dst = edge_index
+    E = src.size
+    logmap = np.empty((E, 2))  # (r, phi), filled in place
     # |x_j - x_i| of the edge (i = a, j = b or c): the corner's edge lengths
-    r = np.empty(src.size)
-    r[eid_next] = np.sqrt(sq_ab)
-    r[eid_prev] = np.sqrt(sq_ac)
+    r = logmap[:, 0]
+    r[eid_next] = K.length
     if method == "intrinsic":
-        cum, scale, ref, owner_next, owner_prev = _intrinsic_polar(N, a, b, angle, edge_index,
-                                                                   eid_next, eid_prev)
+        owner_next, owned, cp = _corner_owners(E, eid_next, eid_prev)
+        # every edge is the next edge of a corner, or the previous edge of a corner cp
+        # (whose length is that of the corner before it)
+        r[eid_prev[cp]] = K.length[_in_face_index(cp, 2)]
+        phi, ref = _intrinsic_polar(N, a, angle, edge_index, ptr, eid_next, eid_prev,
+                                    owner_next, owned, cp)
         frame = _tangent_frame(normal, P[ref] - P)
-        # phi_i(j) via the corner at i whose next vertex is j; the last
-        # neighbour of a boundary vertex is only a previous vertex
-        phi = np.empty(src.size)
-        ok = owner_next >= 0
-        phi[ok] = cum[owner_next[ok]]
-        cp = owner_prev[~ok]
-        phi[~ok] = cum[cp] + scale[a[cp]] * angle[cp]
         # the edge i -> j of the edge j -> i (row a, col b) is "previous" of
         # the corner at b; that of (row a, col c) is "next" of the corner at c
-        rev = np.empty(src.size, np.int64)
+        rev = np.empty(E, np.int64)
         rev[eid_next] = _in_face(eid_prev, 1)
-        rev[eid_prev] = _in_face(eid_next, 2)
-        conn = _wrap(phi + math.pi - phi[rev])
-        phi = _wrap(phi)
+        rev[eid_prev[cp]] = eid_next[_in_face_index(cp, 2)]
+        conn = phi + math.pi
+        conn -= phi[rev]
+        _wrap(conn, out=conn)
+        _wrap(phi, out=phi)
     else:
-        count = np.bincount(dst, minlength=N)
-        ref = src[np.cumsum(count) - count]  # smallest neighbour index
+        r[eid_prev] = _in_face(K.length, 2)
+        ref = src[ptr[:-1]]  # smallest neighbour index
         frame = _tangent_frame(normal, P[ref] - P)
         phi = _projected_angle(P[src] - P[dst], frame[dst])
         conn = _extrinsic_connection(normal, frame, src, dst)
+    logmap[:, 1] = phi
 
     if geodesic_radius is not None:
         s, jj, vec, tra = _geodesic_neighbours(N, edge_index, r, phi, conn,
@@ -633,25 +822,25 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         order = np.argsort(dst * N + src, kind="stable")
         src, dst, r, phi, conn = src[order], dst[order], r[order], phi[order], conn[order]
         edge_index = np.stack([src, dst])
+        logmap = np.stack([r, phi], axis=-1)
 
     # every result is checked after its cast to the dtype of pos (areas grow with the
     # square of the scale: positions of 1e20 or 1e-25 are fine in float32, their areas not)
     fn = "mesh_to_data"
     dev = pos.device
-    _check_normalized(fn, lap_weight, vmass, pos.dtype, lap_index[0])
+    _check_normalized(fn, lap_weight, vmass, pos.dtype, lap_index[0], ptr + np.arange(N + 1))
     return Data(
         pos=pos,
         face=face.to(torch.long),
         normal=_to_out(normal, pos, fn, "normal"),
-        face_normal=_to_out(face_normal, pos, fn, "face_normal"),
+        face_normal=_to_out(K.face_normal, pos, fn, "face_normal"),
         face_area=_to_out(face_area, pos, fn, "face_area", positive=True),
         mass=_to_out(vmass, pos, fn, "mass", positive=True),
         laplacian_index=torch.from_numpy(lap_index).to(dev),
         laplacian_weight=_to_out(lap_weight, pos, fn, "laplacian_weight"),
         frame=_to_out(frame, pos, fn, "frame"),
         edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)).to(dev),
-        edge_logmap=_to_out(np.stack([r, phi], axis=-1), pos, fn, "edge_logmap",
-                            positive=True),
+        edge_logmap=_to_out(logmap, pos, fn, "edge_logmap", positive=True),
         edge_connection=_to_out(conn, pos, fn, "edge_connection"),
     )
 

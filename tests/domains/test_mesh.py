@@ -565,6 +565,10 @@ def max_angle(pos, face):
                                     {"geodesic_radius": 0.15}])
 def test_matches_reference_implementation(name, kwargs):
     pos, face = get_reference_mesh(name)
+    assert_matches_reference(pos, face, **kwargs)
+
+
+def assert_matches_reference(pos, face, **kwargs):
     expected = _load_reference().mesh_to_data(pos, face, **kwargs)
     data = mesh_to_data(pos, face, **kwargs)
     assert sorted(data.keys()) == sorted(expected.keys())
@@ -578,6 +582,94 @@ def test_matches_reference_implementation(name, kwargs):
             assert torch.equal(a[off], b[off])  # off-diagonal: bit for bit
         else:
             assert torch.equal(a, b), key
+
+
+def double_cone(n, open_=False, seed=0):
+    r"""Two apices joined by a jittered ring of ``n`` vertices: valence ``n``
+    at the apices (with ``open_``, the bottom cone only, half of the ring:
+    a boundary apex with ``n // 2`` faces)."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, TWO_PI, n))
+    ring = np.c_[np.cos(t), np.sin(t), 0.1 * rng.normal(size=n)]
+    pos = np.r_[[[0.0, 0, 1.5]], [[0.0, 0, -1.5]], ring]
+    i = np.arange(n)
+    top = np.c_[np.zeros(n, int), 2 + i, 2 + (i + 1) % n]
+    bottom = np.c_[np.ones(n, int), 2 + (i + 1) % n, 2 + i]
+    face = bottom[: n // 2] if open_ else np.r_[top, bottom]
+    used = np.unique(face)
+    remap = np.full(pos.shape[0], -1)
+    remap[used] = np.arange(used.size)
+    return torch.tensor(pos[used]), torch.tensor(remap[face].T.copy())
+
+
+@pytest.mark.parametrize("mesh", ["cone", "open_fan", "shuffled_bumpy"])
+@pytest.mark.parametrize("kwargs", [{}, {"method": "extrinsic"}])
+def test_matches_reference_on_high_valence_and_shuffled_faces(mesh, kwargs):
+    # the 1-ring walks of the apices outlast all others (the finished walks are
+    # dropped on the way); faces in random order scatter every corner look-up
+    if mesh == "shuffled_bumpy":
+        pos, face = get_mesh("bumpy")
+        face = face[:, torch.randperm(face.size(1), generator=torch.Generator().manual_seed(0))]
+    else:
+        pos, face = double_cone(301, open_=mesh == "open_fan")
+    assert_matches_reference(pos, face, **kwargs)
+    if mesh == "cone" and not kwargs:
+        data = mesh_to_data(pos, face)
+        apex = data.edge_index[1] == 0
+        assert int(apex.sum()) == 301
+        # the angles around the apex are rescaled to a full turn, in ring order
+        phi = data.edge_logmap[apex, 1]
+        assert float(phi.min()) >= -math.pi and float(phi.max()) <= math.pi
+        assert torch.unique(phi).numel() == 301
+
+
+def test_wrap_and_tangent_frame_round_as_the_direct_formulas():
+    from gdl_pyg.domains.mesh import _check_normalized, _wrap
+
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, math.pi, -math.pi, TWO_PI, -TWO_PI, 3 * math.pi, -3 * math.pi,
+                        2 * TWO_PI, 5 * math.pi, 1e-17, -1e-17, 1e300, np.inf, -np.inf, np.nan])
+    x = np.concatenate([special, np.nextafter(special, np.inf), np.nextafter(special, -np.inf),
+                        rng.uniform(-4 * TWO_PI, 4 * TWO_PI, 10000),
+                        np.repeat(np.arange(-5, 6) * math.pi, 100) + rng.normal(size=1100) * 1e-15])
+    with np.errstate(invalid="ignore"):
+        expected = np.remainder(x + math.pi, TWO_PI) - math.pi
+        expected[expected == -math.pi] = math.pi
+        assert np.array_equal(_wrap(x).view(np.int64), expected.view(np.int64))
+        y = x.copy()
+        assert _wrap(y, out=y) is y and np.array_equal(y.view(np.int64), expected.view(np.int64))
+
+    # frames: (ref . n) n removed, normalised, n x e1, with the roundings of [N, 3] numpy
+    n = rng.normal(size=(5000, 3))
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    ref = rng.normal(size=(5000, 3)) * 10.0 ** rng.uniform(-5, 5, (5000, 1))
+    ref[:100] = n[:100] * 3.0  # parallel to the normal: a coordinate axis is projected
+    d = ref - (ref * n).sum(-1, keepdims=True) * n
+    bad = np.linalg.norm(d, axis=-1) <= 1e-8 * np.linalg.norm(ref, axis=-1)
+    assert bad[:100].all() and not bad[100:].any()
+    axis = np.eye(3)[np.argmin(np.abs(n[bad]), axis=-1)]
+    d[bad] = axis - (axis * n[bad]).sum(-1, keepdims=True) * n[bad]
+    e1 = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    expected = np.stack([e1, np.cross(n, e1)], axis=1)
+    assert np.array_equal(_tangent_frame(n, ref).view(np.int64), expected.view(np.int64))
+
+    # M^-1 L: the per-row maximum decides as the element-wise quotient, and reports its value
+    row = np.repeat(np.arange(3), 2)
+    ptr = np.array([0, 2, 4, 6])
+    w = np.array([1.0, -2.0, 0.0, 0.0, 3.0, -1.0])
+    for mass, reaches in (([1.0, 1.0, -1.0], None), ([1e-300, 1.0, 1.0], "2e+300"),
+                          ([1.0, 0.0, 1.0], "nan"), ([1.0, 1.0, 0.0], "inf")):
+        mass = np.array(mass)
+        errors = []
+        for p in (None, ptr):
+            try:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    _check_normalized("f", w, mass, torch.float32, row, p)
+                errors.append(None)
+            except ValueError as e:
+                errors.append(str(e))
+        assert errors[0] == errors[1]
+        assert (errors[0] is None) if reaches is None else f"reaches {reaches}," in errors[0]
 
 
 def test_matches_reference_in_float32_and_on_errors():
