@@ -11,17 +11,19 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset, zeros
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor, Size, SparseTensor
 from torch_geometric.utils import add_self_loops as add_self_loops_fn
-from torch_geometric.utils import (is_torch_sparse_tensor, scatter, to_torch_coo_tensor,
+from torch_geometric.utils import (is_torch_sparse_tensor, scatter, spmm, to_torch_coo_tensor,
                                    to_torch_csr_tensor)
 
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
                                                   check_graph_input, check_module,
                                                   check_module_input, check_size,
-                                                  combine_update, spmm_nodes)
+                                                  combine_update, parts_row,
+                                                  plain_propagate, sparse_parts,
+                                                  sparse_sum_nodes, spmm_nodes)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
 from gdl_pyg.utils import check_channels, check_edge_index
 
-__all__ = ["ConvolutionalConv", "static_gcn_norm", "gcn_adjacency"]
+__all__ = ["ConvolutionalConv", "static_gcn_norm", "sparse_gcn_scale", "gcn_adjacency"]
 
 
 def _check_edge_weight(owner: str, edge_index: Tensor, edge_weight: OptTensor) -> None:
@@ -84,6 +86,83 @@ def _static_gcn_norm(edge_index: Tensor, edge_weight: OptTensor, num_nodes: int,
     deg_inv_sqrt = deg.pow(-0.5)
     deg_inv_sqrt = deg_inv_sqrt.masked_fill(deg_inv_sqrt == float("inf"), 0.)
     return edge_index, deg_inv_sqrt[row] * edge_weight * deg_inv_sqrt[col]
+
+
+def sparse_gcn_scale(adj_t: Adj, improved: bool = False, add_self_loops: bool = True,
+                     dtype: Optional[torch.dtype] = None) -> Tuple[Tensor, OptTensor]:
+    r"""The symmetric GCN normalisation of a square sparse :obj:`adj_t` (a
+    :obj:`torch.sparse` COO/CSR/CSC tensor or a
+    :class:`torch_sparse.SparseTensor`, row :math:`u` = target) as two node
+    vectors, without building a new sparse tensor: with :math:`\hat{A} = A +
+    f I` (:math:`f = 2` if :obj:`improved`, else 1; none without
+    :obj:`add_self_loops`), :math:`\hat{d}_u = \sum_v \hat{A}_{uv}` and
+    :math:`s_u = \hat{d}_u^{-1/2}` (0 where :math:`\hat{d}_u = 0`),
+
+    .. math::
+        \hat{D}^{-1/2} \hat{A} \hat{D}^{-1/2} \mathbf{H} =
+        \mathbf{s} \odot A (\mathbf{s} \odot \mathbf{H}) +
+        \boldsymbol{\ell} \odot \mathbf{H},\qquad
+        \ell_u = f s_u^2 .
+
+    Returns :obj:`(s, loop)` of shape :math:`(N)` each (:obj:`loop` is
+    :obj:`None` without self loops), of the dtype of the values of
+    :obj:`adj_t` (:obj:`dtype`, or the default dtype, for a
+    :class:`SparseTensor` without values, whose weights are 1). These are the coefficients of PyG's
+    :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` for sparse input
+    (which adds a self loop on top of an existing one for :obj:`torch.sparse`
+    tensors and replaces an existing one for a :class:`SparseTensor`: then
+    :math:`\hat{A} = A - \mathrm{diag}(A) + f I`), up to the order of the
+    floating-point operations. Only a sparse matrix-vector product for the
+    degrees and elementwise operations are involved: the matrix is not
+    rebuilt (PyG's version adds the loops into a new one in every call, and
+    fails under :func:`torch.compile`).
+    """
+    if not (is_torch_sparse_tensor(adj_t) or isinstance(adj_t, SparseTensor)):
+        raise TypeError(f"'sparse_gcn_scale' expected a torch.sparse tensor or a "
+                        f"SparseTensor (got {type(adj_t).__name__})")
+    shape = list(adj_t.sizes() if isinstance(adj_t, SparseTensor) else adj_t.shape)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"'sparse_gcn_scale' expected a square sparse adjacency "
+                         f"(got shape {shape})")
+    num_nodes = adj_t.size(0)
+    if isinstance(adj_t, SparseTensor):
+        value = adj_t.storage.value()
+        dtype = value.dtype if value is not None else dtype or torch.get_default_dtype()
+        device = adj_t.device()
+    else:
+        dtype, device = adj_t.dtype, adj_t.device
+    parts = sparse_parts(adj_t) if isinstance(adj_t, SparseTensor) else None
+    if parts is not None and torch.compiler.is_compiling():
+        # dynamo traces a SparseTensor (never a torch.sparse tensor) but not
+        # torch_sparse's own kernels: the row sums from the stored tensors
+        row, value = parts_row(parts), parts[4]
+        value = torch.ones(row.numel(), dtype=dtype, device=device) if value is None \
+            else value
+        deg = torch.zeros(num_nodes, dtype=dtype, device=device).index_add_(0, row, value)
+    else:
+        ones = torch.ones(num_nodes, 1, dtype=dtype, device=device)
+        deg = spmm(adj_t, ones).view(-1)
+    fill = 2. if improved else 1.
+    diag = None
+    if add_self_loops:
+        if isinstance(adj_t, SparseTensor):  # PyG's fill_diag replaces existing loops
+            if parts is None:
+                parts = (num_nodes, None, adj_t.storage.row(), adj_t.storage.col(),
+                         adj_t.storage.value())
+            row, col, value = parts_row(parts), parts[3], parts[4]
+            value = torch.ones(row.numel(), dtype=dtype, device=device) if value is None \
+                else value
+            diag = scatter(value.masked_fill(row != col, 0.), row, 0, dim_size=num_nodes,
+                           reduce="sum")
+            deg = deg - diag
+        deg = deg + fill
+    # (rsqrt rather than pow: compiled, it may be recomputed for every nonzero)
+    scale = deg.rsqrt()
+    scale = scale.masked_fill(scale == float("inf"), 0.)
+    if not add_self_loops:
+        return scale, None
+    loop = scale * scale * (fill if diag is None else fill - diag)
+    return scale, loop
 
 
 def gcn_adjacency(edge_index: Tensor, edge_weight: OptTensor = None,
@@ -157,12 +236,20 @@ class ConvolutionalConv(MessagePassing):
     per-node :math:`\psi(\mathbf{x}_v)`, a sparse adjacency input (a
     :obj:`torch.sparse` COO/CSR tensor or a :class:`torch_sparse.SparseTensor`,
     transposed like PyG's :obj:`adj_t`) is aggregated by one sparse matrix
-    product; :obj:`edge_index` input takes the gather-scatter path. Normalising
-    a sparse adjacency in every call is costly (PyG's
-    :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` rebuilds it): compute
-    the coefficients once with :func:`gcn_adjacency` and build the layer with
-    :obj:`normalize=False, add_self_loops=False` (or set :obj:`cached=True`
-    for a single static graph).
+    product; :obj:`edge_index` input takes the gather-scatter path. A sparse
+    adjacency is normalised without being rebuilt (PyG's
+    :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` adds the self loops to
+    it in every call): :func:`sparse_gcn_scale` gives two node scalings and a
+    self-loop term around the product with the adjacency as it is. To skip
+    even that, compute the coefficients once with :func:`gcn_adjacency` and
+    build the layer with :obj:`normalize=False, add_self_loops=False` (or set
+    :obj:`cached=True` for a single static graph).
+
+    Under :func:`torch.compile`, :obj:`edge_index` input compiles without
+    graph breaks. Dynamo takes no sparse tensors: given a sparse
+    :obj:`adj_t`, the layer's own frame runs eagerly and the sum aggregation
+    is compiled from the dense parts of the adjacency (see
+    :func:`~gdl_pyg.nn.conv.message_passing_conv.sparse_sum_nodes`).
 
     Args:
         in_channels (int or tuple): input width, or a pair (source, target)
@@ -244,6 +331,7 @@ class ConvolutionalConv(MessagePassing):
         self.cached = cached
         self._cached_edge_index: Optional[Tuple[Tensor, OptTensor]] = None
         self._cached_adj_t = None
+        self._cached_scale: Optional[Tuple[Adj, Tensor, OptTensor]] = None
         self._default_psi = psi is None
         if psi is None:
             src = in_channels if isinstance(in_channels, int) else in_channels[0]
@@ -263,6 +351,17 @@ class ConvolutionalConv(MessagePassing):
         zeros(self.bias)
         self._cached_edge_index = None
         self._cached_adj_t = None
+        self._cached_scale = None
+
+    def _sparse_scale(self, adj_t: Adj, dtype: torch.dtype) -> Tuple[Adj, Tensor, OptTensor]:
+        # the node scalings of `sparse_gcn_scale`; with `cached=True`, those of the
+        # first call, and its adjacency (as GCNConv caches its normalised adj_t)
+        if self.cached and self._cached_scale is not None:
+            return self._cached_scale
+        scale, loop = sparse_gcn_scale(adj_t, self.improved, self.add_self_loops, dtype)
+        if self.cached:
+            self._cached_scale = (adj_t, scale, loop)
+        return adj_t, scale, loop
 
     def _coefficients(self, edge_index: Adj, edge_weight: OptTensor, num_nodes: int,
                       dtype: torch.dtype):
@@ -321,13 +420,35 @@ class ConvolutionalConv(MessagePassing):
             check_module_input(name, "psi", self.psi, x_src.size(-1), "the source features")
         if is_torch_sparse_tensor(edge_index) and edge_index.dtype != x_src.dtype:
             edge_index = edge_index.to(x_src.dtype)  # e.g. a float32 pattern of ones
-        edge_index, edge_weight = self._coefficients(edge_index, edge_weight,
-                                                     x_src.size(self.node_dim), x_src.dtype)
         h = self.psi(x_src)
-        if size is None and bipartite and x_dst is not None and isinstance(edge_index, Tensor) \
-                and not is_torch_sparse_tensor(edge_index):
-            size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
-        out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
+        sparse = is_torch_sparse_tensor(edge_index) or (
+            WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor))
+        if sparse and self.aggr in ("add", "sum") and (self.normalize or not self.add_self_loops):
+            # D^-1/2 (A + f I) D^-1/2 h = s * A (s * h) + loop * h: no new sparse
+            # matrix and no gcn_norm (which rebuilds it, and does not trace under
+            # torch.compile); sparse_sum_nodes says what torch.compile makes of it
+            edge_index, scale, loop = self._sparse_scale(edge_index, x_src.dtype) \
+                if self.normalize else (edge_index, None, None)
+            if plain_propagate(self):
+                out = sparse_sum_nodes(edge_index, h, self.node_dim, sparse_parts(edge_index),
+                                       pre=scale, post=scale, loop=loop)
+            elif scale is None:  # PyG's propagate, for its hooks
+                out = self.propagate(edge_index, x=h, edge_weight=None, size=size)
+            else:
+                shape = [1] * h.dim()
+                shape[self.node_dim] = -1
+                scale = scale.view(shape)
+                out = scale * self.propagate(edge_index, x=scale * h, edge_weight=None, size=size)
+                if loop is not None:
+                    out = out + loop.view(shape) * h
+        else:
+            edge_index, edge_weight = self._coefficients(edge_index, edge_weight,
+                                                         x_src.size(self.node_dim),
+                                                         x_src.dtype)
+            if size is None and bipartite and x_dst is not None and \
+                    isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
+                size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
+            out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
         if self.bias is not None:
             out = out + self.bias
         out = combine_update(self.combine, x_dst, out)

@@ -9,6 +9,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
@@ -18,7 +19,8 @@ from torch_geometric.utils import is_torch_sparse_tensor, spmm, to_edge_index
 from gdl_pyg.typing import WITH_TORCH_SPARSE
 from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
-__all__ = ["MessagePassingConv", "combine_update", "check_module"]
+__all__ = ["MessagePassingConv", "combine_update", "check_module", "sparse_parts",
+           "sparse_sum_nodes"]
 
 COMBINE_MODES = ("none", "add", "cat")
 MESSAGE_INPUTS = ("cat", "diff", "args")
@@ -79,6 +81,110 @@ def spmm_nodes(adj_t: Adj, x: Tensor, reduce: str = "sum", node_dim: int = -2) -
     xt = x.movedim(node_dim, 0)
     out = spmm(adj_t, xt.reshape(xt.size(0), -1), reduce=reduce)
     return out.view((out.size(0), ) + xt.shape[1:]).movedim(0, node_dim)
+
+
+SparseParts = Tuple[int, OptTensor, OptTensor, Tensor, OptTensor]
+
+
+def sparse_parts(adj_t: Adj, values: bool = True) -> Optional[SparseParts]:
+    r"""The number of rows and the dense tensors :obj:`(num_rows, crow, row,
+    col, value)` behind a sparse :obj:`adj_t` for :func:`sparse_sum_nodes`
+    (:obj:`crow` for a CSR tensor, :obj:`row` otherwise; :obj:`value` is
+    :obj:`None` for a
+    :class:`SparseTensor` without values), or :obj:`None` where there are
+    none to use (CSC layout, an uncoalesced COO tensor, trainable or
+    multi-dimensional values).
+    With :obj:`values=False` the values are left out (:obj:`None`).
+
+    :func:`torch.compile` cannot take sparse tensors (dynamo refuses to wrap
+    them, and a view of their values carries the sparse tensor as its
+    :obj:`_base`, which fails in dynamo's shape inference): a layer given one
+    runs its own frame eagerly, and only functions it calls with dense
+    tensors are compiled. These parts are what such a function receives."""
+    if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
+        # the stored tensors as they are: torch_sparse's conversions between
+        # row and rowptr are custom ops that dynamo cannot trace
+        storage = adj_t.storage
+        crow, row, col, value = storage._rowptr, storage._row, storage._col, storage._value
+        if row is not None:
+            crow = None
+    elif is_torch_sparse_tensor(adj_t) and adj_t.layout == torch.sparse_csr:
+        crow, row, col = adj_t.crow_indices(), None, adj_t.col_indices()
+        value = adj_t.values().detach()  # drops the view's sparse _base
+    elif is_torch_sparse_tensor(adj_t) and adj_t.layout == torch.sparse_coo \
+            and adj_t.is_coalesced():  # (duplicates: summed, or one edge as a pattern)
+        index = adj_t._indices()
+        crow, row, col, value = None, index[0], index[1], adj_t._values()
+    else:
+        return None
+    if not values:
+        value = None
+    elif value is not None and (value.requires_grad or value.dim() != 1):
+        return None
+    return int(adj_t.size(0)), crow, row, col, value
+
+
+def parts_row(parts: SparseParts) -> Tensor:
+    r"""The row (target) index of every nonzero of :func:`sparse_parts`."""
+    _, crow, row, col, _ = parts
+    return torch.ops.aten._convert_indices_from_csr_to_coo(crow, col)[0] if row is None \
+        else row
+
+
+def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
+                     parts: Optional[SparseParts] = None, pre: OptTensor = None,
+                     post: OptTensor = None, loop: OptTensor = None,
+                     use_values: bool = True) -> Tensor:
+    r"""The sum aggregation :math:`\mathbf{s}_{post} \odot A (\mathbf{s}_{pre}
+    \odot \mathbf{X}) + \boldsymbol{\ell} \odot \mathbf{X}` over the node
+    dimension of :obj:`x` (node vectors :obj:`pre`, :obj:`post` and
+    :obj:`loop` of shape :math:`(N)` are optional; :obj:`loop` needs a square
+    :obj:`adj_t`; :obj:`use_values=False` takes the pattern of :obj:`adj_t`
+    with unit weights).
+
+    Eagerly this is one sparse matrix product (:func:`spmm_nodes`). Traced
+    by :func:`torch.compile` and given the :obj:`parts` of
+    :func:`sparse_parts`, it is the same sum as a gather and a scatter-add
+    over the nonzeros, which inductor fuses with the scalings into one loop
+    (and its backward into another) instead of a sparse product, a CSR
+    transposition and separate elementwise passes."""
+    shape = [1] * x.dim()
+    shape[node_dim] = -1
+    if parts is not None and torch.compiler.is_compiling() \
+            and node_dim in (-2, x.dim() - 2):
+        num_rows, crow, row, col, value = parts
+        row = parts_row(parts)
+        h = x if pre is None else pre.view(shape) * x
+        msg = h.index_select(-2, col)
+        if use_values and value is not None:
+            msg = value.unsqueeze(-1) * msg
+        out = msg.new_zeros(x.shape[:-2] + (num_rows, x.size(-1))).index_add_(-2, row, msg)
+    else:
+        if not use_values:
+            if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
+                adj_t = adj_t.set_value(None, layout=None)
+            else:
+                adj_t = _ones_like_sparse(adj_t, x.dtype)
+        out = spmm_nodes(adj_t, x if pre is None else pre.view(shape) * x, "sum", node_dim)
+    if post is not None:
+        out = post.view(shape) * out
+    if loop is not None:
+        out = out + loop.view(shape) * x
+    return out
+
+
+def plain_propagate(module: MessagePassing) -> bool:
+    r"""Whether PyG's :meth:`propagate` of :obj:`module` would only call its
+    :meth:`message_and_aggregate` on a sparse adjacency: no hooks registered,
+    no explanation running, no decomposed layers. Layers then call their
+    sparse aggregation directly (PyG's :meth:`propagate` converts a
+    :obj:`torch.sparse` adjacency to COO indices in every call, for nothing)."""
+    if module._explain or module.decomposed_layers != 1:
+        return False
+    hooks = (module._propagate_forward_pre_hooks, module._propagate_forward_hooks,
+             module._message_and_aggregate_forward_pre_hooks,
+             module._message_and_aggregate_forward_hooks)
+    return not any(len(h) > 0 for h in hooks)
 
 
 def module_in_channels(module: Optional[torch.nn.Module]) -> Optional[int]:
@@ -196,6 +302,17 @@ class MessagePassingConv(MessagePassing):
     :obj:`edge_attr` is given. When :obj:`psi` is :obj:`None` and there are no
     edge features, the message is linear in :math:`\mathbf{x}_v` and the
     sparse-adjacency path is one sparse matrix product.
+
+    Under :func:`torch.compile`, :obj:`edge_index` input compiles without
+    graph breaks, and the default message with edge features (GINE) is
+    summed in one activation-checkpointed region: inductor fuses gather,
+    ReLU and scatter-add, and the backward recomputes the ReLU pattern
+    instead of storing an :math:`|\mathcal{E}| \times F` mask (PyG's
+    :class:`~torch_geometric.nn.conv.GINEConv` stores it, and runs slower
+    compiled than eagerly on CPU). Dynamo takes no sparse tensors: given a
+    sparse :obj:`adj_t`, the layer's own frame runs eagerly and the sum over
+    the adjacency pattern is compiled from its dense parts
+    (:func:`sparse_sum_nodes`).
 
     Args:
         psi (torch.nn.Module, optional): the message function. It is called on
@@ -350,6 +467,9 @@ class MessagePassingConv(MessagePassing):
                     + (f" + edge_attr {edge_width}" if edge_width else ""))
             check_module_input(name, "psi", self.psi, width, what)
         x_msg = (x_src, x_dst)
+        if self._compiled_relu_message(edge_index, edge_attr, x_src, x_dst, size):
+            out = self._relu_message_sum(x_src, edge_index, edge_attr, x_dst, size)
+            return self._update(x_dst, out)
         if self.psi is None and x_dst is not None:
             # The default message reads x_j (and e_ij) only: hand PyG no target
             # features, so that it never gathers x_i per edge (GINConv's cost),
@@ -359,26 +479,64 @@ class MessagePassingConv(MessagePassing):
                 (size[0], num_dst if size[1] is None else size[1])
             x_msg = (x_src, None)
         out = self.propagate(edge_index, x=x_msg, edge_attr=edge_attr, size=size)
+        return self._update(x_dst, out)
+
+    def _update(self, x_dst: OptTensor, out: Tensor) -> Tensor:
         out = combine_update(self.combine, x_dst, out, self.eps)
         if self.phi is None:
             return out
-        check_module_input(name, "phi", self.phi, out.size(-1),
+        check_module_input(type(self).__name__, "phi", self.phi, out.size(-1),
                            f"the combination '{self.combine}' of x and the messages")
         return self.phi(out)
+
+    def _compiled_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
+                               x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
+        r"""Whether :meth:`forward` takes :meth:`_relu_message_sum` instead of
+        :meth:`propagate`: only while :func:`torch.compile` traces the layer,
+        for the default GINE message :math:`\mathrm{ReLU}(\mathbf{x}_v +
+        \mathbf{\Theta}_e \mathbf{e}_{uv})` summed over an :obj:`edge_index`
+        tensor, and when nothing of PyG's :meth:`propagate` would be skipped
+        (explanations, decomposed layers; PyG's compiled :meth:`propagate`
+        runs no hooks)."""
+        if not torch.compiler.is_compiling():
+            return False
+        if self.psi is not None or edge_attr is None or not isinstance(edge_index, Tensor) \
+                or is_torch_sparse_tensor(edge_index) or self.aggr not in ("add", "sum"):
+            return False
+        if x_dst is None and (size is None or size[1] is None):
+            return False  # PyG reads the number of targets off edge_index
+        return self.node_dim in (-2, x_src.dim() - 2) and not self._explain \
+            and self.decomposed_layers == 1
+
+    def _relu_message_sum(self, x_src: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                          x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> Tensor:
+        # The aggregation of the GINE message as one activation-checkpointed
+        # region: inductor fuses gather, add, ReLU and scatter-add into one loop
+        # over the edges, and the backward recomputes the ReLU pattern from x,
+        # the edge term and the indices instead of saving an E x F mask (whose
+        # store costs inductor's CPU code more than the whole eager forward).
+        num_dst = x_dst.size(self.node_dim) if size is None or size[1] is None else size[1]
+        j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
+        edge_term = self._edge_term(x_src.size(-1), edge_attr)
+        return checkpoint(_relu_message_sum, x_src, edge_term, edge_index[j], edge_index[i],
+                          num_dst, use_reentrant=False)
+
+    def _edge_term(self, width: int, edge_attr: Tensor) -> Tensor:
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.view(-1, 1)
+        if self.lin_edge is not None:
+            return self.lin_edge(edge_attr)
+        if edge_attr.size(-1) != width:
+            raise ValueError(f"Node and edge feature widths differ ({width} and "
+                             f"{edge_attr.size(-1)}); set 'edge_dim' and 'in_channels' "
+                             f"of '{type(self).__name__}'")
+        return edge_attr
 
     def message(self, x_i: OptTensor, x_j: Tensor, edge_attr: OptTensor) -> Tensor:
         if self.psi is None:
             if edge_attr is None:
                 return x_j
-            if edge_attr.dim() == 1:
-                edge_attr = edge_attr.view(-1, 1)
-            if self.lin_edge is not None:
-                edge_attr = self.lin_edge(edge_attr)
-            elif edge_attr.size(-1) != x_j.size(-1):
-                raise ValueError(f"Node and edge feature widths differ ({x_j.size(-1)} and "
-                                 f"{edge_attr.size(-1)}); set 'edge_dim' and 'in_channels' "
-                                 f"of '{type(self).__name__}'")
-            return (x_j + edge_attr).relu()
+            return (x_j + self._edge_term(x_j.size(-1), edge_attr)).relu()
         if x_i is None:
             raise ValueError(f"'{type(self).__name__}' with a 'psi' needs target node "
                              f"features (got x=(x_src, None))")
@@ -404,6 +562,11 @@ class MessagePassingConv(MessagePassing):
                 (row, col), _ = to_edge_index(adj_t)
             msg = self.message(None, x_src.index_select(self.node_dim, col), edge_attr)
             return self.aggregate(msg, row, dim_size=adj_t.size(0))
+        if self.aggr in ("add", "sum"):
+            # the message ignores edge weights: the pattern only (see sparse_sum_nodes
+            # for what torch.compile makes of it)
+            return sparse_sum_nodes(adj_t, x_src, self.node_dim,
+                                    sparse_parts(adj_t, values=False), use_values=False)
         if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
             adj_t = adj_t.set_value(None, layout=None)
         elif is_torch_sparse_tensor(adj_t):
@@ -414,6 +577,13 @@ class MessagePassingConv(MessagePassing):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(psi={self.psi}, phi={self.phi}, aggr={self.aggr}, "
                 f"combine={self.combine})")
+
+
+def _relu_message_sum(x_src: Tensor, edge_term: Tensor, src: Tensor, dst: Tensor,
+                      num_dst: int) -> Tensor:
+    # sum_{v -> u} relu(x_v + e_vu) over the second-last (node) dimension of x_src
+    msg = (x_src.index_select(-2, src) + edge_term).relu()
+    return msg.new_zeros(x_src.shape[:-2] + (num_dst, x_src.size(-1))).index_add_(-2, dst, msg)
 
 
 def _ones_like_sparse(adj: Tensor, dtype: torch.dtype) -> Tensor:

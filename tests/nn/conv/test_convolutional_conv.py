@@ -2,10 +2,12 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
 from gdl_pyg.groups import Permutations
-from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv, gcn_adjacency, static_gcn_norm
+from gdl_pyg.nn.conv.convolutional_conv import (ConvolutionalConv, gcn_adjacency,
+                                                 sparse_gcn_scale, static_gcn_norm)
 from gdl_pyg.testing import assert_equivariant, with_package
 
 
@@ -177,16 +179,149 @@ def test_compile_no_graph_breaks():
     assert explain.graph_count == 1 and not explain.break_reasons
 
 
-def test_compile_sparse_path_no_graph_breaks():
-    # with precomputed coefficients (PyG's gcn_norm on a torch.sparse tensor
+def compile_graphs(conv, *args):
+    r"""The output of ``torch.compile(conv)(*args)`` and the graphs dynamo
+    captured on the way (as lists of node targets)."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append([str(n.target) for n in gm.graph.nodes])
+        return gm
+
+    torch._dynamo.reset()
+    return torch.compile(conv, backend=backend)(*args), graphs
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_compile_sparse_path(normalize):
+    # dynamo takes no sparse tensors (it refuses to wrap them): the layer's own
+    # frame runs eagerly, and the aggregation over the nonzeros is compiled from
+    # the dense parts of the adjacency (normalize=True: no PyG gcn_norm, which
     # fails under torch.compile, in GCNConv as well)
     data = random_graph(dtype=torch.float32)
-    adj_t = gcn_adjacency(data.edge_index, data.edge_weight, data.num_nodes)
-    conv = ConvolutionalConv(8, 16, normalize=False, add_self_loops=False)
+    N = data.num_nodes
+    if normalize:
+        adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    else:
+        adj_t = gcn_adjacency(data.edge_index, data.edge_weight, N)
+    conv = ConvolutionalConv(8, 16, normalize=normalize, add_self_loops=normalize)
+    out, graphs = compile_graphs(conv, data.x, adj_t)
+    assert any("index_add_" in g for g in graphs), graphs
+    ref = ConvolutionalConv(8, 16)  # GCN on edge_index, the weights of 'conv'
+    ref.load_state_dict(conv.state_dict())
+    expected = ref(data.x, data.edge_index, data.edge_weight)
+    assert (out - expected).abs().max() < 1e-5
+    # gradients too, against the eager sparse path
+    x = data.x.clone().requires_grad_()
+    torch.compile(conv)(x, adj_t).square().sum().backward()
+    grad, x.grad = x.grad, None
+    conv(x, adj_t).square().sum().backward()
+    assert (grad - x.grad).abs().max() < 1e-4 * (1 + x.grad.abs().max())
+
+
+def test_compile_sparse_static_graph_equals_gcnconv():
+    edge_index = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])
+    adj_t = to_torch_csr_tensor(edge_index.flip(0), size=(4, 4))
+    x = torch.randn(3, 4, 16)
+    ref = GCNConv(16, 32)
+    conv = ConvolutionalConv(16, 32)
+    copy_from(conv, ref)
+    out, graphs = compile_graphs(conv, x, adj_t)
+    assert any("index_add_" in g for g in graphs), graphs
+    assert (out - ref(x, edge_index)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("improved", [False, True])
+@pytest.mark.parametrize("loops", [False, True])
+def test_sparse_gcn_scale_equals_gcn_norm(improved, loops):
+    data = random_graph(loops=loops)
+    N = data.num_nodes
+    for add_loops in (True, False):
+        adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+        scale, loop = sparse_gcn_scale(adj_t, improved, add_loops)
+        dense = adj_t.to_dense()
+        # PyG: a loop on top of an existing one, for torch.sparse input
+        ref, _ = gcn_norm(adj_t, None, N, improved, add_loops)
+        expected = ref.to_dense()
+        ours = scale[:, None] * dense * scale[None, :]
+        if add_loops:
+            ours = ours + torch.diag(loop)
+        else:
+            assert loop is None
+        assert (ours - expected).abs().max() < 1e-12
+
+
+def test_sparse_gcn_scale_isolated_nodes_and_bad_input():
+    # rows 0 and 1 hold weights 1 and 4, rows 2 and 3 none: without self loops
+    # their degree is 0 and their scale 0
+    adj_t = to_torch_csr_tensor(torch.tensor([[0, 1], [1, 2]]), torch.tensor([1., 4.]),
+                                size=(4, 4))
+    scale, loop = sparse_gcn_scale(adj_t, add_self_loops=False)
+    assert loop is None
+    assert torch.allclose(scale, torch.tensor([1., 0.5, 0., 0.]))
+    scale, loop = sparse_gcn_scale(adj_t)
+    assert torch.allclose(scale, torch.tensor([2., 5., 1., 1.]).rsqrt())
+    assert torch.allclose(loop, scale * scale)
+    with pytest.raises(TypeError, match="'sparse_gcn_scale' expected a torch.sparse tensor"):
+        sparse_gcn_scale(torch.tensor([[0, 1], [1, 2]]))
+    with pytest.raises(ValueError, match=r"square sparse adjacency \(got shape \[4, 5\]\)"):
+        sparse_gcn_scale(to_torch_csr_tensor(torch.tensor([[0], [1]]), size=(4, 5)))
+
+
+@with_package("torch_sparse")
+@pytest.mark.parametrize("improved", [False, True])
+def test_sparse_gcn_scale_sparse_tensor(improved):
+    # a SparseTensor's existing self loops are replaced (PyG's fill_diag), not
+    # added to; with and without values
+    from torch_sparse import SparseTensor
+    data = random_graph(loops=True)
+    N = data.num_nodes
+    for weight in (data.edge_weight, None):
+        adj_t = SparseTensor.from_edge_index(data.edge_index, weight,
+                                             sparse_sizes=(N, N)).t()
+        scale, loop = sparse_gcn_scale(adj_t, improved, dtype=torch.float64)
+        dense = adj_t.to_dense(dtype=torch.float64)
+        expected = gcn_norm(adj_t, None, N, improved, True, dtype=torch.float64)
+        ours = scale[:, None] * dense * scale[None, :] + torch.diag(loop)
+        assert (ours - expected.to_dense()).abs().max() < 1e-12
+
+
+@with_package("torch_sparse")
+def test_compile_sparse_tensor():
+    from torch_sparse import SparseTensor
+    data = random_graph(dtype=torch.float32)
+    N = data.num_nodes
+    adj_t = SparseTensor.from_edge_index(data.edge_index, data.edge_weight,
+                                         sparse_sizes=(N, N)).t()
+    conv = ConvolutionalConv(8, 16)
     torch._dynamo.reset()
-    explain = torch._dynamo.explain(conv)(data.x, adj_t)
-    assert explain.graph_break_count == 0, explain.break_reasons
-    assert explain.graph_count == 1 and not explain.break_reasons
+    out = torch.compile(conv)(data.x, adj_t)
+    assert (out - conv(data.x, data.edge_index, data.edge_weight)).abs().max() < 1e-5
+
+
+def test_sparse_normalize_cached_and_hooks():
+    data = random_graph()
+    N = data.num_nodes
+    adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    ref = GCNConv(8, 16, cached=True).double()
+    conv = ConvolutionalConv(8, 16, cached=True).double()
+    copy_from(conv, ref)
+    expected = ref(data.x, adj_t)
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+    assert conv._cached_scale is not None
+    # the cache is the first graph's (transductive), as in GCNConv
+    other = to_torch_csr_tensor(data.edge_index.flip(0), size=(N, N)).double()
+    assert (conv(data.x, other) - ref(data.x, other)).abs().max() < 1e-10
+    conv.reset_parameters()
+    assert conv._cached_scale is None
+    # with a hook, PyG's propagate runs (and calls it)
+    conv = ConvolutionalConv(8, 16).double()
+    copy_from(conv, GCNConv(8, 16).double())
+    plain = conv(data.x, adj_t)
+    seen = []
+    conv.register_propagate_forward_hook(lambda module, inputs, out: seen.append(out.shape))
+    assert (conv(data.x, adj_t) - plain).abs().max() < 1e-12
+    assert seen == [(N, 16)]
 
 
 # --- issue 9: PyG's static-graph layout, input validation -------------------------------
