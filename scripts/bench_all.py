@@ -115,26 +115,51 @@ def _sparse(name: str) -> bool:
     return bool(re.search(r"CSR|adj_t|sparse|SparseTensor|gcn_adjacency", name))
 
 
+def _graph_input(name: str) -> str:
+    r"""What a bench_graph row runs on: the precomputed GCN adjacency, a
+    :class:`SparseTensor`, another sparse :obj:`adj_t`, or :obj:`edge_index`."""
+    if "gcn_adjacency" in name:
+        return "gcn_adjacency"
+    if "SparseTensor" in name:
+        return "SparseTensor"
+    return "adj_t" if _sparse(name) else "edge_index"
+
+
 def parse_graph(out: str, files: Dict) -> List[Dict]:
+    # "<layer>  <eager ms>  <compiled ms | - | skipped | failed: X>  <compile s>
+    # [<compiled/eager>x]": the last column (a median of paired ratios) is optional
     parsed = []
     for line in out.splitlines():
-        m = re.match(r"^(.+?)\s+(\d+(?:\.\d+)?)\s+(\S+(?: \S+)?)\s+(\S+)\s*$", line)
+        m = re.match(r"^(.+?)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?|-|skipped|failed: \S+)"
+                     r"\s+(\S+)(?:\s+(\d+(?:\.\d+)?x|-))?\s*$", line)
         if m and not line.startswith(("layer", "device")):
-            parsed.append((m.group(1).strip(), float(m.group(2)), _float(m.group(3))))
+            parsed.append((m.group(1).strip(), float(m.group(2)), _float(m.group(3)),
+                           _float(m.group(5))))
     pyg = [p for p in parsed if "(PyG)" in p[0]]
     rows = []
-    for name, eager, compiled in parsed:
+    for name, eager, compiled, paired in parsed:
         if "(PyG)" in name:
             continue
         layer = next((peer for pat, peer in _GRAPH_PEERS if re.search(pat, name)), None)
         same = [p for p in pyg if layer and p[0].split(" (PyG)")[0] == layer]
-        peer = next((p for p in same if _sparse(p[0]) == _sparse(name)), same[0] if same else None)
-        if peer is None:
-            continue
-        rows.append(row("graph", f"{name}, eager", f"{peer[0]}, eager", eager, peer[1]))
-        if compiled is not None and peer[2] is not None:
-            rows.append(row("graph", f"{name}, compiled", f"{peer[0]}, compiled",
-                            compiled, peer[2]))
+        # the PyG row on the same input (edge_index, adj_t or the precomputed
+        # gcn_adjacency), else on the same kind (sparse or not), else the first
+        peer = next((p for p in same if _graph_input(p[0]) == _graph_input(name)),
+                    next((p for p in same if _sparse(p[0]) == _sparse(name)),
+                         same[0] if same else None))
+        if peer is not None:
+            rows.append(row("graph", f"{name}, eager", f"{peer[0]}, eager", eager, peer[1]))
+        if compiled is not None and peer is not None:
+            if peer[2] is not None:
+                rows.append(row("graph", f"{name}, compiled", f"{peer[0]}, compiled",
+                                compiled, peer[2]))
+            else:  # PyG's layer does not compile there: its eager time is what it offers
+                rows.append(row("graph", f"{name}, compiled", f"{peer[0]}, eager",
+                                compiled, peer[1],
+                                basis="ratio of medians (the peer does not compile)"))
+        if compiled is not None and paired is not None:
+            rows.append(row("graph", f"{name}, compiled", f"{name}, eager", compiled, eager,
+                            ratio=paired, basis="median of paired ratios"))
     return rows
 
 
@@ -171,11 +196,19 @@ def parse_ops(out: str, files: Dict) -> List[Dict]:
         t_torch, t_scipy, t_cluster, t_raw = (_float(t) for t in tokens[3:7])
         if t_raw is None:
             continue
+        peer = ("scipy cKDTree build + query_pairs + stable sort by target"
+                if name.startswith("radius") else "scipy cKDTree build + query(k+1)")
+        paired = _float(tokens[7])  # scipy backend / raw: median of interleaved pairs
         for backend, t in (("scipy", t_scipy), ("cluster", t_cluster), ("torch", t_torch)):
-            if t is not None:
-                rows.append(row("ops", f"{name} N={n} (backend={backend!r})",
-                                "scipy cKDTree build + query", t * 1e3, t_raw * 1e3,
-                                basis="ratio of best times"))
+            if t is None:
+                continue
+            if backend == "scipy" and paired is not None:
+                rows.append(row("ops", f"{name} N={n} (backend={backend!r})", peer,
+                                t * 1e3, t_raw * 1e3, ratio=paired,
+                                basis="median of paired ratios"))
+            else:
+                rows.append(row("ops", f"{name} N={n} (backend={backend!r})", peer,
+                                t * 1e3, t_raw * 1e3, basis="ratio of best times"))
     return rows
 
 
@@ -185,18 +218,27 @@ def parse_mesh(out: str, files: Dict) -> List[Dict]:
         if _column(table, "vertices") and _column(table, "mesh_to_data"):
             full, igl = _column(table, "us/vertex"), _column(table, "igl")
             shared = _column(table, "shared part")
+            # paired ratios (medians over interleaved rounds) in tables with a "whole /
+            # igl" column; before it, "shared / igl" was a ratio of medians
+            whole_ratio = _column(table, "whole / igl")
+            shared_ratio = _column(table, "shared / igl")
             first = None
             for r in table:
                 n = r.get("vertices", "?")
                 t_full, t_igl = _float(r.get(full)), _float(r.get(igl))
                 t_shared = _float(r.get(shared)) if shared else None
                 if t_igl is not None:
+                    paired = _float(r.get(whole_ratio)) if whole_ratio else None
                     rows.append(row("mesh", f"mesh_to_data, all geometry, N={n}",
-                                    "igl cotmatrix + massmatrix", t_full, t_igl,
-                                    basis="ratio of medians", unit="us/vertex"))
+                                    "igl cotmatrix + massmatrix", t_full, t_igl, ratio=paired,
+                                    basis="median of paired ratios" if paired is not None
+                                    else "ratio of medians", unit="us/vertex"))
                     if t_shared is not None:
+                        paired = _float(r.get(shared_ratio)) if whole_ratio else None
                         rows.append(row("mesh", f"mesh_to_data, shared part, N={n}",
                                         "igl cotmatrix + massmatrix", t_shared, t_igl,
+                                        ratio=paired, basis="median of paired ratios"
+                                        if paired is not None else "ratio of medians",
                                         unit="us/vertex"))
                 if t_full is not None:
                     if first is None:
