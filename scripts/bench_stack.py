@@ -21,14 +21,19 @@ and runs ``STEPS`` steps of ``zero_grad / model(batch) / criterion / backward
 / step``, with no logging and no metrics. The two alternate ``--rounds``
 times in the same process, after one untimed warm-up round; the ratio is the
 median over rounds of the paired ratios ``lightning / plain`` (the goal of
-issue 10 is at most 1.1). The wall time of the whole in-process ``fit``
+issue 11 is at most 1.1). The table says which of Lightning's loops ran the
+steps: the tasks of :mod:`gdl_pyg.lightning.task` take the optimizer step in
+``training_step`` (manual optimization) unless the run needs the automatic
+loop (gradient clipping or accumulation, ...). The wall time of the whole in-process ``fit``
 (parsing, instantiation, setup, the epoch, teardown) is reported too.
 
 (b) start-up: the wall time of fresh processes ``python -c "import gdl_pyg"``,
 ``python -m gdl_pyg --help`` and ``python -m gdl_pyg fit --config NAME
 --trainer.fast_dev_run 1`` (in a temporary folder, so its ``runs/`` is thrown
-away), with ``python -c pass`` as the interpreter's own cost; medians of
-``--cli-repeats`` runs.
+away), with ``python -c pass`` as the interpreter's own cost and ``python -c
+"import torch_geometric, lightning"`` as the floor of any command that
+trains (``--help`` is measured against it); medians of ``--cli-repeats``
+runs.
 
 The results are printed as markdown tables and written as JSON to ``--out``.
 """
@@ -59,10 +64,11 @@ class EpochTimer(Callback):
 
     def __init__(self, sync=lambda: None):
         self.sync = sync
-        self.start = self.end = self.last_step = None
+        self.start = self.end = self.last_step = self.automatic = None
         self.steps = 0
 
     def on_train_epoch_start(self, trainer, pl_module):
+        self.automatic = bool(pl_module.automatic_optimization)
         self.sync()
         self.start = time.perf_counter()
 
@@ -175,7 +181,9 @@ def bench_epoch(args):
                 raise RuntimeError(f"the plain loop ran {plain_steps} steps, Lightning {steps}")
             if r >= args.warmup:
                 end = cli.timer.epoch_end_seconds
-                rows.append({"lightning_epoch_s": epoch, "lightning_steps_s": epoch - end,
+                loop = "automatic" if cli.timer.automatic else "manual"
+                rows.append({"lightning_loop": loop, "lightning_epoch_s": epoch,
+                             "lightning_steps_s": epoch - end,
                              "lightning_epoch_end_s": end, "lightning_fit_s": fit,
                              "plain_epoch_s": plain, "steps": steps, "ratio": epoch / plain,
                              "ratio_steps_only": (epoch - end) / plain})
@@ -184,6 +192,7 @@ def bench_epoch(args):
     steps = rows[0]["steps"]
     summary = {
         "steps": steps,
+        "lightning_loop": rows[0]["lightning_loop"],
         "batch_size": args.batch_size,
         "lightning_epoch_s": med("lightning_epoch_s"),
         "lightning_steps_s": med("lightning_steps_s"),
@@ -206,6 +215,7 @@ def startup_commands(config):
     py = sys.executable
     return [
         ("python -c pass", [py, "-c", "pass"]),
+        ("import torch_geometric, lightning", [py, "-c", "import torch_geometric, lightning"]),
         ("import gdl_pyg", [py, "-c", "import gdl_pyg"]),
         ("gdl-pyg --help", [py, "-m", "gdl_pyg", "--help"]),
         (f"gdl-pyg fit --config {config} --trainer.fast_dev_run 1",
@@ -279,7 +289,8 @@ def main(argv=None):
         s = summary
         print(f"| plain PyTorch | {s['plain_epoch_s']:.3f} | {s['plain_ms_per_step']:.2f} "
               f"| 1.00 | - | - |")
-        print(f"| gdl-pyg fit | {s['lightning_epoch_s']:.3f} | "
+        print(f"| gdl-pyg fit ({s['lightning_loop']} optimization) | "
+              f"{s['lightning_epoch_s']:.3f} | "
               f"{s['lightning_epoch_s'] / s['steps'] * 1e3:.2f} | {s['ratio']:.2f} | "
               f"{s['ratio_min']:.2f} | {s['ratio_max']:.2f} |")
         print(f"| gdl-pyg fit, steps only | {s['lightning_steps_s']:.3f} | "

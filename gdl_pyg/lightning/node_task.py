@@ -91,11 +91,11 @@ class _NodeLevelSteps:
             return out, y, out.size(0)
         return out[mask], y[mask], int(mask.sum())
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
         out, y, n = self._masked(batch, self(batch), "train")
         loss = self.criterion(out, y)
         # accumulate only; the epoch values are logged by the base task
-        self.train_metrics.update(out.detach(), y)
+        self._train_update(out.detach(), y)
         self._train_step_end(loss, n, batch_idx)
         return loss
 

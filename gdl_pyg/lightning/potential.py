@@ -165,6 +165,7 @@ class EnergyForceTask(GraphLevelTask):
 
     # ---------------------------------------------------------------- hooks
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if not self.fit_statistics or not hasattr(self.model, "fit_statistics"):
             return
         if self._trainer is not None and getattr(self.trainer, "ckpt_path", None):
@@ -218,9 +219,12 @@ class EnergyForceTask(GraphLevelTask):
             metric.update(*pairs[base])
 
     # ---------------------------------------------------------------- steps
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss, pairs, bs = self._evaluate(batch)
+    def _update_train_metrics(self, pairs) -> None:
         self._update(self.train_metrics, pairs)
+
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
+        loss, pairs, bs = self._evaluate(batch)
+        self._train_update(pairs)
         self._train_step_end(loss, bs, batch_idx)  # logs the epoch values on the last step
         return loss
 

@@ -20,6 +20,28 @@ epoch's last training step (so callbacks such as
 ``on_train_epoch_end``), or from :meth:`on_train_epoch_end` when an epoch
 stops early (``max_steps``).
 
+The losses and outputs are queued and reach :attr:`train_loss` and
+:attr:`train_metrics` in one ``update`` per
+:attr:`GraphLevelTask.train_metrics_every` steps (and at the epoch's end): the
+epoch values are the same (up to the order of a floating-point sum), since the
+states are sums over samples, and the per-step cost of torchmetrics'
+``update`` is paid once per group.
+
+**The training loop.** :meth:`training_step` computes the loss with
+:meth:`training_loss` (which subclasses implement) and, when nothing needs
+Lightning's automatic optimization, also takes the optimizer step itself
+(Lightning's manual optimization: ``zero_grad``, :meth:`manual_backward`,
+``step``, then the learning-rate schedulers at the points where Lightning
+would step them). The result is the same step for step (tested against the
+automatic loop to the last bit) at a fraction of the per-step cost of
+Lightning's automatic loop. The automatic loop is used instead when the
+trainer clips gradients (``gradient_clip_val``) or accumulates them
+(``accumulate_grad_batches``), for several optimizers or a
+``ReduceLROnPlateau`` schedule, when a subclass overrides
+:meth:`training_step`, ``optimizer_step``, ``optimizer_zero_grad`` or
+``configure_gradient_clipping``, or when ``automatic_optimization`` is set by
+hand. (In the manual loop, callbacks' ``on_before_zero_grad`` is not called.)
+
 Across processes (``--trainer.strategy ddp --trainer.devices N``) every logged
 value is over all processes: the validation and test losses are logged with
 ``sync_dist=True`` (their batch-size-weighted means are summed over the
@@ -27,7 +49,7 @@ processes before dividing), and the torchmetrics objects (the training loss
 among them) gather their states before ``compute``, so ``val/acc`` is the
 accuracy on the whole validation set.
 """
-from typing import Any, Dict, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 import torchmetrics
@@ -71,15 +93,45 @@ class WeightedMean(torchmetrics.Metric):
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("weight", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
-    def update(self, value: Tensor, weight: float = 1.0) -> None:
+    def update(self, value: Tensor, weight: Union[float, Tensor] = 1.0) -> None:
         r"""Adds ``value`` (a tensor; every element counts once) with
-        ``weight`` (a number or a scalar tensor)."""
+        ``weight`` (a number or a scalar tensor), or with one weight per
+        element (a tensor of ``value``'s shape: e.g. a queue of step means
+        and their batch sizes)."""
         value = value.detach()
+        if isinstance(weight, Tensor) and weight.dim() > 0:
+            if weight.shape != value.shape:
+                raise ValueError(f"'WeightedMean' expected one weight per value, of shape "
+                                 f"{list(value.shape)} (got {list(weight.shape)})")
+            weight = weight.to(value.dtype)
+            self.total += (value * weight).sum()
+            self.weight += weight.sum()
+            return
         self.total += value.sum() * weight
         self.weight += weight * value.numel()
 
     def compute(self) -> Tensor:
         return self.total / self.weight
+
+
+def _concat(queue: List[Tuple[Any, ...]]) -> Tuple[Any, ...]:
+    r"""The queued argument tuples of :meth:`GraphLevelTask._train_update`,
+    concatenated argument by argument (tensors along dim 0, 0-dim tensors as
+    one row each; tuples, lists and dicts of tensors element-wise)."""
+    def cat(items):
+        first = items[0]
+        if isinstance(first, Tensor):
+            return torch.cat([t.reshape(1) if t.dim() == 0 else t for t in items])
+        if isinstance(first, dict):
+            return {k: cat([item[k] for item in items]) for k in first}
+        if isinstance(first, (tuple, list)):
+            return type(first)(cat([item[i] for item in items]) for i in range(len(first)))
+        raise TypeError(f"expected tensors, or tuples / dicts of tensors, as metric inputs "
+                        f"(got {type(first).__name__})")
+
+    if len(queue) == 1:
+        return queue[0]
+    return tuple(cat([args[i] for args in queue]) for i in range(len(queue[0])))
 
 
 def _check_model(cls: str, model: Any) -> None:
@@ -139,6 +191,16 @@ class GraphLevelTask(LightningModule):
         # epoch (not in the state_dict; summed over processes before compute).
         self.train_loss = WeightedMean()
         self._train_logged_epoch: Optional[int] = None
+        # the steps' metric inputs, waiting for one update (see _train_update)
+        self._train_queue: List[Tuple[Any, ...]] = []
+        self._loss_queue: List[Tuple[Tensor, float]] = []
+        # None: chosen at on_fit_start (see automatic_optimization)
+        self._automatic_optimization = None
+        self._manual_loop = False
+
+    #: Training steps whose metric inputs are queued before one
+    #: ``train_metrics.update`` on all of them (the epoch values are the same).
+    train_metrics_every: int = 32
 
     # ------------------------------------------------------ template methods
     def configure_models(self) -> None:
@@ -156,6 +218,100 @@ class GraphLevelTask(LightningModule):
 
     def _targets(self, batch: Any, out: Tensor) -> Tensor:
         raise NotImplementedError
+
+    # ------------------------------------------------------- training loop
+    @property
+    def automatic_optimization(self) -> bool:
+        r"""Whether Lightning's automatic optimization runs the steps. Unless
+        set by hand, :obj:`False` during a fit that needs nothing of it (see
+        the module docstring), so that :meth:`training_step` steps the
+        optimizer itself."""
+        if self._automatic_optimization is not None:
+            return bool(self._automatic_optimization)
+        return not self._manual_loop
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = value
+
+    def _automatic_loop_reason(self) -> Optional[str]:
+        r"""Why this fit needs Lightning's automatic optimization, or
+        :obj:`None` (then :meth:`training_step` steps the optimizer)."""
+        cls = type(self)
+        if cls.training_step is not GraphLevelTask.training_step:
+            return "training_step is overridden"
+        for hook in ("optimizer_step", "optimizer_zero_grad", "configure_gradient_clipping"):
+            if getattr(cls, hook) is not getattr(LightningModule, hook):
+                return f"{hook} is overridden"
+        trainer = self.trainer
+        if trainer.gradient_clip_val:
+            return "gradient clipping"
+        if trainer.accumulate_grad_batches != 1:
+            return "gradient accumulation"
+        if len(trainer.optimizers) != 1:
+            return f"{len(trainer.optimizers)} optimizers"
+        if any(config.reduce_on_plateau for config in trainer.lr_scheduler_configs):
+            return "a ReduceLROnPlateau schedule"
+        return None
+
+    def on_fit_start(self) -> None:
+        # The optimizers and schedulers are configured by now, the training
+        # state not yet restored (see on_train_start).
+        self._manual_loop = (self._automatic_optimization is None
+                             and self._automatic_loop_reason() is None)
+
+    def on_fit_end(self) -> None:
+        self._manual_loop = False
+
+    def on_train_start(self) -> None:
+        self._sync_step_counters()
+
+    def on_train_end(self) -> None:
+        self._sync_step_counters()
+
+    def _sync_step_counters(self) -> None:
+        # Lightning counts optimizer steps (trainer.global_step) in the progress
+        # of the loop that took them. Both get the larger count at the start
+        # (a checkpoint written by one loop resumes in the other) and at the
+        # end (global_step after fit reads the automatic loop's).
+        try:
+            loop = self.trainer.fit_loop.epoch_loop
+            counters = (loop.automatic_optimization.optim_progress.optimizer.step.total,
+                        loop.manual_optimization.optim_step_progress.total)
+        except AttributeError:  # pragma: no cover - a Lightning without these
+            return
+        steps = max(c.completed for c in counters)
+        for c in counters:
+            if c.completed < steps:
+                c.ready = c.completed = steps
+
+    def _manual_step(self, loss: Tensor) -> None:
+        r"""The optimizer step of Lightning's automatic loop, in the same
+        order: ``zero_grad``, backward, ``step``."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Where Lightning's automatic loop steps the schedulers: after the
+        # batch-end hooks, "step" ones every batch and "epoch" ones after the
+        # epoch's last batch (before validation).
+        if not self._manual_loop or self._automatic_optimization is not None:
+            return
+        trainer = self.trainer
+        configs = trainer.lr_scheduler_configs
+        if not configs:
+            return
+        epoch_loop = trainer.fit_loop.epoch_loop
+        epoch_done = epoch_loop._num_ready_batches_reached()
+        for interval, index in (("step", epoch_loop.batch_idx + 1),
+                                ("epoch", trainer.current_epoch + 1)):
+            if interval == "epoch" and not epoch_done:
+                continue
+            for config in configs:
+                if config.interval == interval and index % config.frequency == 0:
+                    self.lr_scheduler_step(config.scheduler, None)
 
     # -------------------------------------------------------------- helpers
     def _init_metric_collections(self, metrics: torchmetrics.MetricCollection) -> None:
@@ -227,28 +383,79 @@ class GraphLevelTask(LightningModule):
     def _train_step_end(self, loss: Tensor, batch_size: int, batch_idx: int) -> None:
         r"""Adds a training step's loss to :attr:`train_loss` (weighted by
         ``batch_size``) and, on the epoch's last step, logs the epoch values.
-        The step's outputs must already be in :attr:`train_metrics`
-        (``self.train_metrics.update(...)``). Subclasses with their own
-        :meth:`training_step` call this instead of ``self.log``."""
-        self.train_loss.update(loss.detach(), weight=batch_size)
+        The step's metric inputs must already be queued
+        (:meth:`_train_update`). :meth:`training_loss` calls this instead of
+        ``self.log``."""
+        self._loss_queue.append((loss.detach(), batch_size))
+        if len(self._loss_queue) >= max(int(self.train_metrics_every), 1):
+            self._flush_train_loss()
         if self._is_last_train_batch(batch_idx):
+            self._flush_train_metrics()
             self._log_train_epoch(batch_size)
+
+    def _train_update(self, *args: Any) -> None:
+        r"""Queues a training step's (detached) metric inputs; every
+        :attr:`train_metrics_every` steps and at the epoch's end they enter
+        :attr:`train_metrics` in one :meth:`_update_train_metrics` call, each
+        argument concatenated along its first dimension (tensors, and tuples
+        or dicts of them)."""
+        self._train_queue.append(args)
+        if len(self._train_queue) >= max(int(self.train_metrics_every), 1):
+            self._flush_train_metrics()
+
+    def _update_train_metrics(self, *args: Any) -> None:
+        r"""Updates :attr:`train_metrics` with the concatenated inputs of
+        :meth:`_train_update` (by default ``(output, target)``)."""
+        self.train_metrics.update(*args)
+
+    def _flush_train_loss(self) -> None:
+        if not self._loss_queue:
+            return
+        queue, self._loss_queue = self._loss_queue, []
+        if len(queue) == 1:
+            self.train_loss.update(queue[0][0], weight=queue[0][1])
+            return
+        losses = torch.stack([loss.reshape(()) for loss, _ in queue])
+        sizes = torch.tensor([float(n) for _, n in queue], device=losses.device)
+        self.train_loss.update(losses, weight=sizes)
+
+    def _flush_train_metrics(self) -> None:
+        r"""Passes the queued losses to :attr:`train_loss` and the queued
+        metric inputs to :attr:`train_metrics`."""
+        self._flush_train_loss()
+        if not self._train_queue:
+            return
+        queue, self._train_queue = self._train_queue, []
+        self._update_train_metrics(*_concat(queue))
 
     def on_train_epoch_start(self) -> None:
         self._train_logged_epoch = None
+        self._train_queue, self._loss_queue = [], []
 
     def on_train_epoch_end(self) -> None:
         # An epoch cut short (``max_steps``, a callback's -1) has no last batch.
+        self._flush_train_metrics()
         if self.train_loss.update_count > 0:
             self._log_train_epoch()
 
     # ---------------------------------------------------------------- steps
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_loss(self, batch: Any, batch_idx: int) -> Tensor:
+        r"""The loss of one training batch; queues the step's metric inputs
+        (:meth:`_train_update`) and ends with :meth:`_train_step_end`.
+        Subclasses override this rather than :meth:`training_step`."""
         out = self(batch)
         y = self._targets(batch, out)
         loss = self.criterion(out, y)
-        self.train_metrics.update(out.detach(), y)
+        self._train_update(out.detach(), y)
         self._train_step_end(loss, batch.num_graphs, batch_idx)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        r""":meth:`training_loss`, plus the optimizer step when Lightning's
+        automatic optimization is off (see the module docstring)."""
+        loss = self.training_loss(batch, batch_idx)
+        if self._manual_loop and self._automatic_optimization is None:
+            self._manual_step(loss)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -12,6 +12,19 @@ from torch_geometric.nn import SAGEConv
 
 from gdl_pyg.lightning.node_data import (NodeDataModule, PyGDatasetDataModule, SBMDataModule,
                                          require_neighbor_sampler, stochastic_block_model)
+
+
+def _has_sampler() -> bool:
+    try:
+        require_neighbor_sampler()
+    except ImportError:
+        return False
+    return True
+
+
+# PyG's NeighborLoader needs pyg-lib or torch-sparse (the [scatter] extra)
+needs_sampler = pytest.mark.skipif(not _has_sampler(),
+                                   reason="neighbour sampling needs torch-sparse or pyg-lib")
 from gdl_pyg.lightning.node_task import NodeClassificationTask, seed_count
 from gdl_pyg.nn.models.gnn import GNN
 
@@ -79,7 +92,7 @@ def test_sbm_bad_arguments(kwargs, match):
 # ------------------------------------------------------- neighbour sampling
 def test_missing_sampler_backend_is_a_clear_error(monkeypatch):
     import torch_geometric.typing as pyg_typing
-    require_neighbor_sampler()  # installed here (torch-sparse)
+    # with or without a sampler installed: both backends are switched off here
     monkeypatch.setattr(pyg_typing, "WITH_PYG_LIB", False)
     monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
     dm = SBMDataModule(num_nodes=200, loader="neighbor")
@@ -114,6 +127,7 @@ class _Sage(torch.nn.Module):
         return h
 
 
+@needs_sampler
 def test_sampled_seed_outputs_equal_full_graph_outputs():
     torch.manual_seed(0)
     dm = SBMDataModule(num_nodes=600, seed=3, loader="neighbor", num_neighbors=[-1, -1],
@@ -146,6 +160,7 @@ def test_sampled_seed_outputs_equal_full_graph_outputs():
     assert (out - full[batch.n_id[:batch.batch_size]]).abs().max() > 1e-3
 
 
+@needs_sampler
 def test_task_scores_only_seed_nodes():
     dm = SBMDataModule(num_nodes=600, seed=3, loader="neighbor", num_neighbors=[5, 5],
                        batch_size=32)
@@ -163,6 +178,7 @@ def test_task_scores_only_seed_nodes():
     assert task.predict_step(batch, 0).shape == (32,)
 
 
+@needs_sampler
 def test_neighbor_sampled_training_learns(tmp_path):
     # 3000 nodes, 4 blocks; a node's own features give about 0.55 accuracy
     # (signal 1.0 in 16 dims), its neighbourhood much more
@@ -235,6 +251,7 @@ def _write_planetoid(folder, prefix="cora", n=600, n_train=20, n_test=60, F=8, C
     return X, y, edges, test_index
 
 
+@needs_sampler
 def test_pyg_dataset_from_local_root(tmp_path):
     X, y, edges, test_index = _write_planetoid(str(tmp_path / "Cora" / "raw"))
     dm = PyGDatasetDataModule("Planetoid/Cora", root=str(tmp_path))
@@ -320,6 +337,7 @@ def test_node_data_module_base_requires_masks():
         NoMasks().train_dataloader()
 
 
+@needs_sampler
 def test_neighbor_loader_takes_a_distributed_sampler():
     # Under DDP the Trainer calls train_dataloader() inside this context and
     # re-creates the loader with a DistributedSampler: each process then gets

@@ -1,4 +1,5 @@
 import pytest
+import torch_geometric.typing as pyg_typing
 import torch
 from lightning.pytorch import Trainer
 
@@ -180,6 +181,8 @@ def test_node_regression_literal_is_validated_by_the_cli():
         parser.parse_args(["--task.loss", "huber"])
 
 
+@pytest.mark.skipif(not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB),
+                    reason="neighbour sampling needs torch-sparse or pyg-lib")
 def test_node_regression_on_sampled_seeds():
     dm = _NeighbourMeanTargets(loader="neighbor", num_neighbors=[4], batch_size=50)
     dm.setup()

@@ -250,3 +250,208 @@ def test_weighted_mean():
     m.reset()
     m.update(torch.tensor(float("nan")), weight=3)
     assert torch.isnan(m.compute())  # a NaN loss shows, it is not dropped
+
+
+# ------------------------------------------------------------ training loop
+# When Lightning's automatic optimization is not needed, training_step takes
+# the optimizer step itself (manual optimization); the result must be the
+# automatic loop's, to the last bit, with the schedulers stepped at the same
+# points.
+
+class _Record(Callback):
+    r"""Per step: the loop in use, the learning rate and the global step; per
+    epoch: the train values that callbacks see."""
+
+    def __init__(self):
+        self.automatic, self.lrs, self.steps, self.epochs = set(), [], [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.automatic.add(pl_module.automatic_optimization)
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        self.steps.append(trainer.global_step)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs.append({k: float(v) for k, v in trainer.callback_metrics.items()
+                            if k.startswith(("train/", "val/"))})
+
+
+class _StepScheduled(GraphClassificationTask):
+    r"""A per-step schedule with frequency 2 (and the task's defaults otherwise)."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
+        return {"optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 2}}
+
+
+def _task(cls=GraphClassificationTask, **kw):
+    torch.manual_seed(0)
+    kw.setdefault("lr", 1e-2)
+    return cls(GridCNN(1, 2, hidden_channels=4, num_layers=2), **kw)
+
+
+def _fit(task, automatic=None, epochs=3, ckpt_path=None, default_root_dir=None, **kw):
+    if automatic is not None:
+        task.automatic_optimization = automatic
+    rec = _Record()
+    tr = Trainer(accelerator="cpu", max_epochs=epochs, logger=False,
+                 enable_checkpointing=default_root_dir is not None,
+                 default_root_dir=default_root_dir, enable_progress_bar=False,
+                 enable_model_summary=False, callbacks=[rec], **kw)
+    torch.manual_seed(1)
+    tr.fit(task, TinyGrids(batch_size=6), ckpt_path=ckpt_path)  # batches of 6, 6, 4
+    return tr, rec
+
+
+def _assert_same_run(a, b):
+    (tr_a, rec_a), (tr_b, rec_b) = a, b
+    task_a, task_b = tr_a.lightning_module, tr_b.lightning_module
+    for (name, p), q in zip(task_a.state_dict().items(), task_b.state_dict().values()):
+        assert torch.equal(p, q), name
+    opt_a, opt_b = tr_a.optimizers[0].state_dict(), tr_b.optimizers[0].state_dict()
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for key, state in opt_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][key][name]))
+    sched_a = [c.scheduler.state_dict() for c in tr_a.lr_scheduler_configs]
+    sched_b = [c.scheduler.state_dict() for c in tr_b.lr_scheduler_configs]
+    assert sched_a == sched_b
+    assert rec_a.lrs == rec_b.lrs and rec_a.steps == rec_b.steps
+    assert rec_a.epochs == rec_b.epochs
+    assert tr_a.global_step == tr_b.global_step
+
+
+@pytest.mark.parametrize("scheduler", ["none", "cosine"])
+def test_manual_loop_matches_the_automatic_loop_bit_for_bit(scheduler):
+    manual = _fit(_task(scheduler=scheduler))
+    automatic = _fit(_task(scheduler=scheduler), automatic=True)
+    assert manual[1].automatic == {False} and automatic[1].automatic == {True}
+    _assert_same_run(manual, automatic)
+    assert manual[0].global_step == 9  # global_step after fit counts the manual steps
+    if scheduler == "cosine":  # one scheduler step per epoch, after its last batch
+        assert manual[0].lr_scheduler_configs[0].scheduler.last_epoch == 3
+        assert len(set(manual[1].lrs)) == 3
+
+
+def test_manual_loop_steps_per_step_schedules_with_their_frequency():
+    manual = _fit(_task(_StepScheduled))
+    automatic = _fit(_task(_StepScheduled), automatic=True)
+    _assert_same_run(manual, automatic)
+    # stepped after the 2nd batch of each epoch (batch_idx + 1 even; epochs of 3
+    # batches): 3 scheduler steps in 9 training steps
+    assert manual[0].lr_scheduler_configs[0].scheduler.last_epoch == 3
+    assert manual[1].lrs[:6] == pytest.approx([0.1, 0.1, 0.07, 0.07, 0.07, 0.049])
+
+
+def test_regression_and_max_steps_match():
+    torch.manual_seed(0)
+    manual = _fit(GraphRegressionTask(MeanRegressor(), lr=1e-2), max_steps=5)
+    torch.manual_seed(0)
+    automatic = _fit(GraphRegressionTask(MeanRegressor(), lr=1e-2), automatic=True,
+                     max_steps=5)
+    _assert_same_run(manual, automatic)
+    assert manual[0].global_step == 5 and manual[1].automatic == {False}
+
+
+@pytest.mark.parametrize("kw, reason", [
+    ({"gradient_clip_val": 0.5}, "gradient clipping"),
+    ({"accumulate_grad_batches": 2}, "gradient accumulation"),
+])
+def test_automatic_loop_where_the_trainer_needs_it(kw, reason):
+    task = _task()
+    before = [p.detach().clone() for p in task.parameters()]
+    tr, rec = _fit(task, epochs=1, **kw)
+    assert rec.automatic == {True}
+    assert task._automatic_loop_reason() == reason
+    assert any(not torch.equal(p, q) for p, q in zip(before, task.parameters()))
+
+
+def test_automatic_loop_for_an_overridden_training_step_or_hook():
+    class OwnStep(GraphClassificationTask):
+        def training_step(self, batch, batch_idx):  # the Lightning convention: return the loss
+            return super().training_loss(batch, batch_idx)
+
+    class OwnClipping(GraphClassificationTask):
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                        gradient_clip_algorithm=None):
+            self.clipped = True
+
+    task = _task(OwnStep)
+    before = [p.detach().clone() for p in task.parameters()]
+    tr, rec = _fit(task, epochs=1)
+    assert rec.automatic == {True} and tr.global_step == 3
+    assert any(not torch.equal(p, q) for p, q in zip(before, task.parameters()))
+    task = _task(OwnClipping)
+    tr, rec = _fit(task, epochs=1)
+    assert rec.automatic == {True} and task.clipped
+    # the plain task after a fit with clipping goes back to the manual loop
+    task = _task()
+    _fit(task, epochs=1, gradient_clip_val=1.0)
+    tr, rec = _fit(task, epochs=2)
+    assert rec.automatic == {False}
+
+
+def test_manual_by_hand_is_honoured():
+    class Manual(GraphClassificationTask):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            loss = self.training_loss(batch, batch_idx)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+    task = _task(Manual)
+    tr, rec = _fit(task, epochs=1)
+    assert rec.automatic == {False} and tr.global_step == 3
+
+
+@pytest.mark.parametrize("first, second", [(True, None), (None, True)])
+def test_resume_across_loops_keeps_the_global_step(tmp_path, first, second):
+    tr, _ = _fit(_task(scheduler="cosine"), automatic=first, epochs=2,
+                 default_root_dir=str(tmp_path))
+    ckpt = tr.checkpoint_callback.best_model_path or tr.checkpoint_callback.last_model_path
+    assert tr.global_step == 6
+    tr, rec = _fit(_task(scheduler="cosine"), automatic=second, epochs=3, ckpt_path=ckpt,
+                   default_root_dir=str(tmp_path))
+    assert rec.steps == [6, 7, 8] and tr.global_step == 9
+
+
+def test_queued_train_metrics_equal_per_step_updates():
+    a = _task()
+    a.train_metrics_every = 1
+    b = _task()
+    b.train_metrics_every = 32
+    ra, rb = _fit(a)[1], _fit(b)[1]
+    assert ra.epochs == rb.epochs
+    assert {"train/acc", "train/f1", "train/loss"} <= set(ra.epochs[0])
+
+
+def test_concat_of_queued_inputs():
+    from gdl_pyg.lightning.task import _concat
+
+    q = [(torch.ones(2, 3), {"e": (torch.tensor(1.0), torch.zeros(1))}),
+         (torch.zeros(1, 3), {"e": (torch.tensor(2.0), torch.ones(1))})]
+    out, pairs = _concat(q)
+    assert out.shape == (3, 3) and torch.equal(out[2], torch.zeros(3))
+    assert torch.equal(pairs["e"][0], torch.tensor([1.0, 2.0]))
+    assert torch.equal(pairs["e"][1], torch.tensor([0.0, 1.0]))
+    with pytest.raises(TypeError, match="expected tensors"):
+        _concat([("a",), ("b",)])
+
+
+def test_weighted_mean_with_one_weight_per_value():
+    from gdl_pyg.lightning.task import WeightedMean
+
+    a, b = WeightedMean(), WeightedMean()
+    values, sizes = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([2.0, 1.0, 1.0])
+    for v, n in zip(values, sizes):
+        a.update(v, weight=float(n))
+    b.update(values, weight=sizes)
+    assert float(a.compute()) == pytest.approx(float(b.compute())) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="one weight per value"):
+        b.update(values, weight=torch.ones(2))
