@@ -311,7 +311,7 @@ SPECS: Dict[str, Dict] = {
     "grid": dict(args=[], quick=["--batch", "2", "--channels", "8", "--size", "16",
                                  "--repeats", "3", "--warmup", "1"],
                  parse=parse_grid, threads=True),
-    "ops": dict(args=["--repeat", "3"], quick=["--sizes", "2000", "--repeat", "2"],
+    "ops": dict(args=["--repeat", "7"], quick=["--sizes", "2000", "--repeat", "2"],
                 parse=parse_ops, threads=False),
     "mesh": dict(args=[], quick=["--quick"], parse=parse_mesh, threads=True),
     "e3": dict(args=[], quick=["--quick", "--sizes", "100"], parse=parse_e3, threads=True),

@@ -49,10 +49,12 @@ def timeit(fn, device, repeat):
 
 
 def timeit_paired(fn, raw, device, repeat):
-    r"""Runs :obj:`fn` and :obj:`raw` alternately :obj:`repeat` times.
+    r"""Runs :obj:`fn` and :obj:`raw` alternately :obj:`repeat` times,
+    after one untimed run of each.
     Returns the best time of each, the median of the paired ratios
     ``fn / raw`` and the last output of :obj:`fn`."""
     ratios, best_fn, best_raw, out = [], float("inf"), float("inf"), None
+    fn(), raw()  # untimed warm-up of both (first-touch allocations, caches)
     for _ in range(repeat):
         t_fn, out = timeit(fn, device, 1)
         t_raw = timeit(raw, device, 1)[0]
