@@ -361,8 +361,10 @@ class AttentionalConv(MessagePassing):
             a_src = (h_src * self.att_src).sum(-1)
             a_dst = None if h_dst is None else (h_dst * self.att_dst).sum(-1)
         raw = (x_src, x_dst) if self.score is not None else (None, None)
-        # only GATv2 reads the target's projection per edge
-        h = (h_src, h_dst if self.v2 else None)
+        # only GATv2 reads the projections per edge: GAT's score needs the
+        # node-level a_src/a_dst alone, and PyG's edge_updater would gather an
+        # unused E x H x C tensor h_j for any tensor passed as h
+        h = (h_src, h_dst) if self.score is None and self.v2 else (None, None)
         alpha = self.edge_updater(edge_index, h=h, a=(a_src, a_dst), raw=raw,
                                   edge_attr=edge_attr, logit_mask=logit_mask, size=size)
         # h_dst only sets the number of targets: 'message' reads h_j alone
@@ -388,7 +390,7 @@ class AttentionalConv(MessagePassing):
             edge_index, alpha = edge_index[:, keep], alpha[keep]
         return out, (edge_index, alpha)
 
-    def _logits(self, h_i: OptTensor, h_j: Tensor, a_i: OptTensor, a_j: OptTensor,
+    def _logits(self, h_i: OptTensor, h_j: OptTensor, a_i: OptTensor, a_j: OptTensor,
                 raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor) -> Tensor:
         H, C = self.heads, self.out_channels
         if edge_attr is not None and edge_attr.dim() == 1:
@@ -412,7 +414,7 @@ class AttentionalConv(MessagePassing):
             alpha = alpha + (e * self.att_edge).sum(-1)
         return F.leaky_relu(alpha, self.negative_slope)
 
-    def edge_update(self, h_i: OptTensor, h_j: Tensor, a_i: OptTensor, a_j: OptTensor,
+    def edge_update(self, h_i: OptTensor, h_j: OptTensor, a_i: OptTensor, a_j: OptTensor,
                     raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor,
                     logit_mask: OptTensor, index: Tensor, ptr: OptTensor,
                     dim_size: Optional[int]) -> Tensor:

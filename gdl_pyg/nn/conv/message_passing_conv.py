@@ -595,7 +595,10 @@ def _ones_like_sparse(adj: Tensor, dtype: torch.dtype) -> Tensor:
         return torch.sparse_csc_tensor(adj.ccol_indices(), adj.row_indices(),
                                        torch.ones(adj.row_indices().numel(), dtype=dtype,
                                                   device=adj.device), adj.size())
+    # the indices of a coalesced tensor are sorted and unique: flag the copy as
+    # coalesced instead of sorting them again (a pass over E log E per call)
     adj = adj.coalesce()
-    return torch.sparse_coo_tensor(adj.indices(), torch.ones(adj.indices().size(1),
-                                                             dtype=dtype, device=adj.device),
-                                   adj.size()).coalesce()
+    index = adj.indices()
+    return torch.sparse_coo_tensor(index, torch.ones(index.size(1), dtype=dtype,
+                                                     device=adj.device),
+                                   adj.size(), is_coalesced=True)

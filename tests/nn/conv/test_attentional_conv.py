@@ -382,3 +382,45 @@ def test_compile_residual_no_graph_breaks():
     torch._dynamo.reset()
     explain = torch._dynamo.explain(conv)(data.x, data.edge_index)
     assert explain.graph_break_count == 0, explain.break_reasons
+
+
+class _GatherShapes(torch.utils._python_dispatch.TorchDispatchMode):
+    # records the output shape of every index_select / gather run under it
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.index_select, torch.ops.aten.gather):
+            self.shapes.append(tuple(out.shape))
+        return out
+
+
+@pytest.mark.parametrize("v2,per_edge", [(False, 1), (True, 3)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_projection_gathered_per_edge_only_where_read(v2, per_edge, sparse):
+    # GAT's score reads node-level terms only: the E x H x C projection is
+    # gathered once (for the messages), not again for the edge_updater;
+    # GATv2's score reads both endpoints' projections per edge
+    data = random_graph()
+    conv = AttentionalConv(8, 5, heads=3, v2=v2).double()
+    adj = to_torch_csr_tensor(data.edge_index.flip(0), size=(12, 12)) if sparse \
+        else data.edge_index
+    num_edges = data.edge_index.size(1) + 12  # with the self loops
+    with _GatherShapes() as mode:
+        out = conv(data.x, adj)
+    assert mode.shapes.count((num_edges, 3, 5)) == per_edge
+    ref = GATv2Conv(8, 5, heads=3) if v2 else GATConv(8, 5, heads=3)
+    ref = ref.double()
+    if v2:
+        with torch.no_grad():
+            conv.bias.normal_()
+            ref.lin_l.load_state_dict(conv.psi.state_dict())
+            ref.lin_r.load_state_dict(conv.lin_dst.state_dict())
+            ref.att.copy_(conv.att)
+            ref.bias.copy_(conv.bias)
+    else:
+        copy_gat(conv, ref)
+    assert (conv(data.x, adj) - ref(data.x, data.edge_index)).abs().max() < 1e-10
+    assert out.shape == (12, 15)

@@ -445,3 +445,44 @@ def test_compiled_gin_on_csr_adj_t():
     assert (out - conv(data.x, data.edge_index)).abs().max() < 1e-5
     results = compiled_and_eager(conv, data.x, adj_t)
     assert_close_results(results)
+
+
+class _OpNames(torch.utils._python_dispatch.TorchDispatchMode):
+    # records the name of every aten op run under it
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("aggr", ["add", "max"])
+def test_coo_pattern_not_coalesced_again(aggr):
+    # the unit-weight pattern of a coalesced COO adj_t is flagged coalesced
+    # instead of being sorted again on every call; the pattern of an
+    # uncoalesced one with duplicate entries has one unit entry per pair
+    from gdl_pyg.nn.conv.message_passing_conv import _ones_like_sparse
+    data = random_graph()
+    N = data.num_nodes
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0),
+                                torch.rand(data.num_edges, dtype=torch.float64) + 0.5,
+                                size=(N, N))
+    assert adj_t.is_coalesced()
+    with _OpNames() as mode:
+        ones = _ones_like_sparse(adj_t, torch.float64)
+    assert not {"coalesce", "_coalesce", "sort"} & set(mode.names)
+    assert ones.is_coalesced()
+    assert torch.equal(ones.to_dense(), (adj_t.to_dense() != 0).double())
+
+    conv = MessagePassingConv(aggr=aggr)
+    expected = conv(data.x, data.edge_index)
+    assert (conv(data.x, adj_t) - expected).abs().max() < 1e-10
+    # duplicates of the first three entries, uncoalesced
+    index = torch.cat([adj_t.indices(), adj_t.indices()[:, :3]], dim=1)
+    dup = torch.sparse_coo_tensor(index, torch.rand(index.size(1), dtype=torch.float64) + 0.5,
+                                  (N, N))
+    assert not dup.is_coalesced()
+    pattern = _ones_like_sparse(dup, torch.float64)
+    assert pattern.is_coalesced() and torch.equal(pattern.to_dense(), ones.to_dense())
