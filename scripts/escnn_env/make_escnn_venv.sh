@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side venv in which escnn 1.0.11 (R2Conv on C4 / D4 regular fields) and gdl_pyg
 # both import, with torch 2.13.0 CPU and numpy 2 (the main venv's versions).
-# Usage: bash scripts/escnn/make_escnn_venv.sh [VENV=.venv-escnn] [MAIN=this repository]
+# Usage: bash scripts/escnn_env/make_escnn_venv.sh [VENV=.venv-escnn] [MAIN=this repository]
 # then:  VENV/bin/python scripts/bench_grid.py --threads 1   (the escnn rows run)
 # Not a dependency of gdl_pyg: only the peer of the p4 / p4m group-conv benchmark.
 set -euo pipefail
