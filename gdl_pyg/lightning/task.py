@@ -285,6 +285,12 @@ class GraphLevelTask(LightningModule):
             if c.completed < steps:
                 c.ready = c.completed = steps
 
+    @property
+    def _steps_itself(self) -> bool:
+        # this fit chose the manual loop, and nobody has set
+        # automatic_optimization by hand since
+        return self._manual_loop and self._automatic_optimization is None
+
     def _manual_step(self, loss: Tensor) -> None:
         r"""The optimizer step of Lightning's automatic loop, in the same
         order: ``zero_grad``, backward, ``step``."""
@@ -297,7 +303,7 @@ class GraphLevelTask(LightningModule):
         # Where Lightning's automatic loop steps the schedulers: after the
         # batch-end hooks, "step" ones every batch and "epoch" ones after the
         # epoch's last batch (before validation).
-        if not self._manual_loop or self._automatic_optimization is not None:
+        if not self._steps_itself:
             return
         trainer = self.trainer
         configs = trainer.lr_scheduler_configs
@@ -387,21 +393,19 @@ class GraphLevelTask(LightningModule):
         (:meth:`_train_update`). :meth:`training_loss` calls this instead of
         ``self.log``."""
         self._loss_queue.append((loss.detach(), batch_size))
-        if len(self._loss_queue) >= max(int(self.train_metrics_every), 1):
-            self._flush_train_loss()
         if self._is_last_train_batch(batch_idx):
             self._flush_train_metrics()
             self._log_train_epoch(batch_size)
+        elif len(self._loss_queue) >= max(int(self.train_metrics_every), 1):
+            self._flush_train_metrics()
 
     def _train_update(self, *args: Any) -> None:
         r"""Queues a training step's (detached) metric inputs; every
-        :attr:`train_metrics_every` steps and at the epoch's end they enter
-        :attr:`train_metrics` in one :meth:`_update_train_metrics` call, each
-        argument concatenated along its first dimension (tensors, and tuples
-        or dicts of them)."""
+        :attr:`train_metrics_every` steps and at the epoch's end
+        (:meth:`_train_step_end` decides) they enter :attr:`train_metrics` in
+        one :meth:`_update_train_metrics` call, each argument concatenated
+        along its first dimension (tensors, and tuples or dicts of them)."""
         self._train_queue.append(args)
-        if len(self._train_queue) >= max(int(self.train_metrics_every), 1):
-            self._flush_train_metrics()
 
     def _update_train_metrics(self, *args: Any) -> None:
         r"""Updates :attr:`train_metrics` with the concatenated inputs of
@@ -412,9 +416,6 @@ class GraphLevelTask(LightningModule):
         if not self._loss_queue:
             return
         queue, self._loss_queue = self._loss_queue, []
-        if len(queue) == 1:
-            self.train_loss.update(queue[0][0], weight=queue[0][1])
-            return
         losses = torch.stack([loss.reshape(()) for loss, _ in queue])
         sizes = torch.tensor([float(n) for _, n in queue], device=losses.device)
         self.train_loss.update(losses, weight=sizes)
@@ -454,7 +455,7 @@ class GraphLevelTask(LightningModule):
         r""":meth:`training_loss`, plus the optimizer step when Lightning's
         automatic optimization is off (see the module docstring)."""
         loss = self.training_loss(batch, batch_idx)
-        if self._manual_loop and self._automatic_optimization is None:
+        if self._steps_itself:
             self._manual_step(loss)
         return loss
 
