@@ -15,9 +15,10 @@ from torch_geometric.utils import is_torch_sparse_tensor, remove_self_loops, sca
 from torch_geometric.utils.sparse import set_sparse_value
 
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
+                                                  check_decomposed_layers,
                                                   check_edge_features, check_graph_input,
                                                   check_module, check_module_input, check_size,
-                                                  combine_update)
+                                                  combine_update, is_uncoalesced_coo)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
 from gdl_pyg.utils import check_channels
 
@@ -109,7 +110,16 @@ class AttentionalConv(MessagePassing):
     instead of filtered out), so :func:`torch.compile` captures the layer in
     one graph; PyG's :func:`~torch_geometric.utils.remove_self_loops` used
     by :class:`~torch_geometric.nn.conv.GATConv` filters with boolean masks
-    and costs graph breaks.
+    and costs graph breaks. An uncoalesced COO adjacency is coalesced
+    first, as :class:`~torch_geometric.nn.conv.GATConv` does when it adds its
+    self loops (duplicate entries are one edge); edge features with it raise a
+    :class:`ValueError` (PyG rejects them too).
+
+    :obj:`decomposed_layers > 1` (PyG's feature decomposition) computes the
+    scores whole and the weighted sum of the messages in that many chunks of
+    the channels, with the same result (PyG's
+    :class:`~torch_geometric.nn.conv.GATConv` fails on it); it needs a
+    feature-wise aggregation.
 
     As in PyG, :obj:`return_attention_weights=True` also returns the
     normalised scores and :obj:`residual=True` adds a linear skip connection;
@@ -190,6 +200,9 @@ class AttentionalConv(MessagePassing):
         name = type(self).__name__
         if heads < 1:
             raise ValueError(f"'{name}' expected heads >= 1 (got {heads})")
+        # the scores are computed undecomposed (edge_updater); the weighted sum of
+        # the messages splits along the features
+        check_decomposed_layers(name, self.decomposed_layers, self.aggr_module)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
@@ -294,6 +307,16 @@ class AttentionalConv(MessagePassing):
                                  f"signals into one graph of batch * num_nodes nodes "
                                  f"(e.g. Batch.from_data_list) or use 'ConvolutionalConv'")
         check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims=(2, ))
+        if is_uncoalesced_coo(edge_index):
+            # PyG's GATConv adds its self loops to the coalesced adjacency: duplicate
+            # entries are one edge (without self loops, PyG fails on this input)
+            if edge_attr is not None or edge_index._values().dim() > 1:
+                raise ValueError(f"'{name}' cannot take edge features with an uncoalesced "
+                                 f"torch.sparse COO adjacency (coalescing merges duplicate "
+                                 f"entries; PyG's GATConv rejects this input too): pass "
+                                 f"adj_t.coalesce() with edge features in its order, or an "
+                                 f"edge_index with edge_attr")
+            edge_index = edge_index.coalesce()
         check_edge_features(name, edge_index, edge_attr)
         src_name, dst_name = ("x[0]", "x[1]") if bipartite else ("x", "x")
         if self._default_psi:
@@ -368,7 +391,15 @@ class AttentionalConv(MessagePassing):
         alpha = self.edge_updater(edge_index, h=h, a=(a_src, a_dst), raw=raw,
                                   edge_attr=edge_attr, logit_mask=logit_mask, size=size)
         # h_dst only sets the number of targets: 'message' reads h_j alone
-        out = self.propagate(edge_index, h=(h_src, h_dst), alpha=alpha, size=size)
+        if self.decomposed_layers > 1 and not self._explain:
+            # PyG's feature decomposition splits the 'h' of h_j along the
+            # features, which it cannot do to a pair: the number of targets
+            # goes into 'size' instead
+            if h_dst is not None and (size is None or size[1] is None):
+                size = (None if size is None else size[0], h_dst.size(0))
+            out = self.propagate(edge_index, h=h_src, alpha=alpha, size=size)
+        else:
+            out = self.propagate(edge_index, h=(h_src, h_dst), alpha=alpha, size=size)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res

@@ -17,7 +17,8 @@ from torch_geometric.utils import (is_torch_sparse_tensor, scatter, spmm, to_tor
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
                                                   check_graph_input, check_module,
                                                   check_module_input, check_size,
-                                                  combine_update, parts_row,
+                                                  combine_update, is_uncoalesced_coo,
+                                                  parts_row,
                                                   plain_propagate, sparse_parts,
                                                   sparse_sum_nodes, spmm_nodes)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
@@ -243,7 +244,12 @@ class ConvolutionalConv(MessagePassing):
     self-loop term around the product with the adjacency as it is. To skip
     even that, compute the coefficients once with :func:`gcn_adjacency` and
     build the layer with :obj:`normalize=False, add_self_loops=False` (or set
-    :obj:`cached=True` for a single static graph).
+    :obj:`cached=True` for a single static graph). An uncoalesced COO
+    adjacency is coalesced first (duplicate entries summed, as
+    :class:`~torch_geometric.nn.conv.GCNConv` sums them); a coalesced one is
+    used as it is. :obj:`decomposed_layers > 1` works as in
+    :class:`~torch_geometric.nn.conv.GCNConv` (:obj:`edge_index` input is
+    propagated in chunks of the features, with the same result).
 
     Under :func:`torch.compile`, :obj:`edge_index` input compiles without
     graph breaks. Dynamo takes no sparse tensors: given a sparse
@@ -414,6 +420,11 @@ class ConvolutionalConv(MessagePassing):
         check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims=(2, 3))
         if isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
             _check_edge_weight(name, edge_index, edge_weight)
+        if is_uncoalesced_coo(edge_index):
+            # the coefficients are linear in the weights: duplicate entries summed
+            # (as PyG's GCNConv does), once, instead of in every sparse product; and
+            # PyG's gcn_norm/add_self_loops would flag the caller's tensor coalesced
+            edge_index = edge_index.coalesce()
         if self._default_psi:
             check_channels(x_src, self.psi.in_channels, name, "x[0]" if bipartite else "x")
         else:

@@ -20,7 +20,7 @@ from gdl_pyg.typing import WITH_TORCH_SPARSE
 from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["MessagePassingConv", "combine_update", "check_module", "sparse_parts",
-           "sparse_sum_nodes"]
+           "sparse_sum_nodes", "coo_entries", "check_decomposed_layers"]
 
 COMBINE_MODES = ("none", "add", "cat")
 MESSAGE_INPUTS = ("cat", "diff", "args")
@@ -122,6 +122,60 @@ def sparse_parts(adj_t: Adj, values: bool = True) -> Optional[SparseParts]:
     elif value is not None and (value.requires_grad or value.dim() != 1):
         return None
     return int(adj_t.size(0)), crow, row, col, value
+
+
+def is_uncoalesced_coo(adj_t) -> bool:
+    r"""Whether :obj:`adj_t` is a :obj:`torch.sparse` COO tensor that is not
+    coalesced (its :meth:`indices` and :meth:`values` raise)."""
+    return is_torch_sparse_tensor(adj_t) and adj_t.layout == torch.sparse_coo \
+        and not adj_t.is_coalesced()
+
+
+def coo_entries(owner: str, adj_t: Tensor, flow: str = "source_to_target"
+                ) -> Tuple[Tensor, Tensor]:
+    r"""The edges of an uncoalesced :obj:`torch.sparse` COO :obj:`adj_t`
+    (row = target) as PyG's :class:`~torch_geometric.nn.conv.MessagePassing`
+    reads them (:func:`~torch_geometric.utils.to_edge_index`): every stored entry is an
+    edge, in storage order, so duplicate entries are parallel edges whose
+    messages are summed. Returns :obj:`(edge_index, values)`, with
+    :obj:`edge_index` of shape :math:`(2, E)` source first and the values of
+    the entries (not differentiable: torch reads the entries of an
+    uncoalesced tensor only without autograd).
+
+    Neither coalesces :obj:`adj_t` nor flags it coalesced: PyG's
+    :func:`~torch_geometric.utils.to_edge_index` flags the caller's tensor
+    coalesced in place, after which torch takes its unsorted, duplicated
+    indices for sorted and unique."""
+    if flow != "source_to_target":
+        raise ValueError(f"'{owner}' cannot take a sparse adjacency with "
+                         f"flow='{flow}' (as PyG's MessagePassing); pass the transposed "
+                         f"adjacency (adj_t.t()) with flow='source_to_target'")
+    return adj_t._indices().flip(0), adj_t._values()
+
+
+def check_decomposed_layers(owner: str, decomposed_layers, aggr_module) -> None:
+    r"""Raises a :class:`ValueError` unless :obj:`decomposed_layers` (PyG's
+    feature decomposition of :meth:`propagate`) is a positive int and, when
+    above 1, the aggregation :obj:`aggr_module` reduces every feature on its
+    own (sum, mean, max, min, mul, var, std): only then do the feature chunks,
+    aggregated one by one and concatenated, give the undecomposed result
+    (other :class:`~torch_geometric.nn.aggr.Aggregation` modules may mix,
+    widen or reorder the features)."""
+    if not isinstance(decomposed_layers, int) or isinstance(decomposed_layers, bool) \
+            or decomposed_layers < 1:
+        raise ValueError(f"'{owner}' expected 'decomposed_layers' to be a positive int "
+                         f"(got {decomposed_layers!r})")
+    if decomposed_layers > 1 and type(aggr_module) not in _feature_wise_aggrs():
+        raise ValueError(f"'{owner}' supports decomposed_layers > 1 only with a feature-wise "
+                         f"aggregation ('add', 'sum', 'mean', 'max', 'min', 'mul', 'var', "
+                         f"'std'), got {aggr_module}; use decomposed_layers=1")
+
+
+def _feature_wise_aggrs():
+    from torch_geometric.nn import aggr
+    return (aggr.SumAggregation, aggr.MeanAggregation, aggr.MaxAggregation,
+            aggr.MinAggregation, aggr.MulAggregation, aggr.VarAggregation,
+            aggr.StdAggregation)
 
 
 def parts_row(parts: SparseParts) -> Tensor:
@@ -301,7 +355,23 @@ class MessagePassingConv(MessagePassing):
     accepted everywhere; edge features then come from its (2-d) values unless
     :obj:`edge_attr` is given. When :obj:`psi` is :obj:`None` and there are no
     edge features, the message is linear in :math:`\mathbf{x}_v` and the
-    sparse-adjacency path is one sparse matrix product.
+    sparse-adjacency path is one sparse matrix product. An uncoalesced COO
+    tensor is read as PyG's :class:`~torch_geometric.nn.conv.MessagePassing`
+    reads it: every stored entry is an edge, in storage order, so duplicate
+    entries are parallel edges whose messages are summed (with unit values,
+    the output of :class:`~torch_geometric.nn.conv.GINConv` on the same
+    tensor). Its 2-d values (edge features) then cannot require gradients:
+    torch reads the entries of an uncoalesced tensor without autograd, and a
+    :class:`ValueError` says so.
+
+    :obj:`decomposed_layers > 1` (PyG's feature decomposition) propagates
+    :obj:`edge_index` input in that many chunks of the node features (and of
+    the GINE edge term), with the same result; it needs the default message
+    (:obj:`psi=None`) and a feature-wise aggregation. PyG's own
+    :class:`~torch_geometric.nn.conv.GINConv` and
+    :class:`~torch_geometric.nn.conv.GINEConv` fail on it (PyG cannot split the
+    pair :obj:`(x_src, x_dst)` they propagate). Sparse input takes the fused
+    path undecomposed, as in PyG.
 
     Under :func:`torch.compile`, :obj:`edge_index` input compiles without
     graph breaks, and the default message with edge features (GINE) is
@@ -405,7 +475,38 @@ class MessagePassingConv(MessagePassing):
         # The fused sparse path (`message_and_aggregate`) exists for the default,
         # linear message only; a user `psi` always takes the gather-scatter path.
         self.fuse = psi is None
+        self._check_decomposed(self._decomposed_layers)
         self.reset_parameters()
+
+    @property
+    def decomposed_layers(self) -> int:
+        r"""PyG's feature decomposition: the number of chunks of the node
+        features that :obj:`edge_index` input is propagated in, one after the
+        other (lower peak memory, the same output)."""
+        return self._decomposed_layers
+
+    @decomposed_layers.setter
+    def decomposed_layers(self, decomposed_layers: int) -> None:
+        # PyG's propagate would split every argument of a `*_j` message parameter
+        # along the features, which fails on the pair x=(x_src, x_dst) (as for
+        # PyG's GINConv) and would leave the GINE edge term whole: `forward`
+        # splits the features itself, and PyG's generated propagate stays in place
+        self._check_decomposed(decomposed_layers)
+        self._decomposed_layers = decomposed_layers
+
+    def _check_decomposed(self, decomposed_layers: int) -> None:
+        name = type(self).__name__
+        # (PyG's constructor sets decomposed_layers before the aggregation is
+        # known to this class and before psi exists: both are checked again)
+        check_decomposed_layers(name, decomposed_layers, getattr(self, "aggr_module", None)
+                                if decomposed_layers > 1 else None)
+        if decomposed_layers > 1 and self._modules.get("psi") is not None:
+            raise ValueError(f"'{name}' supports decomposed_layers > 1 only with the default "
+                             f"message (psi=None), which acts on every feature on its own; "
+                             f"a 'psi' mixes the features: use decomposed_layers=1")
+        if decomposed_layers > 1 and self._explain:
+            raise ValueError(f"'{name}' cannot set decomposed_layers > 1 while explaining "
+                             f"(PyG's explanations run undecomposed)")
 
     def reset_parameters(self):
         super().reset_parameters()
@@ -447,6 +548,21 @@ class MessagePassingConv(MessagePassing):
         else:
             dims = tuple(range(abs(self.node_dim) + int(self.node_dim >= 0), 9))
         check_graph_input(name, x_src, x_dst, edge_index, self.node_dim, size, dims)
+        if is_uncoalesced_coo(edge_index):
+            # PyG's reading: one edge per stored entry (duplicates are parallel
+            # edges), in storage order, as an edge_index of the same size
+            adj_t = edge_index
+            edge_index, values = coo_entries(name, adj_t, self.flow)
+            size = (adj_t.size(1), adj_t.size(0))
+            if edge_attr is None and values.dim() > 1:
+                if adj_t.requires_grad:
+                    raise ValueError(
+                        f"'{name}' cannot read the edge features (values) of an "
+                        f"uncoalesced torch.sparse COO adjacency differentiably (torch "
+                        f"gives the entries of an uncoalesced tensor without autograd); "
+                        f"pass adj_t.coalesce() (duplicate entries then become one edge with "
+                        f"summed features) or an edge_index with edge_attr")
+                edge_attr = values
         check_edge_features(name, edge_index, edge_attr)
         if edge_attr is None and WITH_TORCH_SPARSE and isinstance(edge_index, SparseTensor):
             edge_attr = edge_index.storage.value()
@@ -478,7 +594,23 @@ class MessagePassingConv(MessagePassing):
             size = (None, num_dst) if size is None else \
                 (size[0], num_dst if size[1] is None else size[1])
             x_msg = (x_src, None)
-        out = self.propagate(edge_index, x=x_msg, edge_attr=edge_attr, size=size)
+        if self.psi is None and edge_attr is not None:
+            # the GINE edge term, once per call (the message adds it to x_j)
+            edge_attr = self._edge_term(x_src.size(-1), edge_attr)
+        if self.decomposed_layers > 1 and not self._explain and isinstance(edge_index, Tensor) \
+                and not is_torch_sparse_tensor(edge_index):
+            # PyG's feature decomposition, for edge_index input (sparse input takes
+            # the fused path, which PyG does not decompose either): the default
+            # message and the aggregation act on every feature on its own
+            xs = x_src.chunk(self.decomposed_layers, dim=-1)
+            terms = [None] * len(xs) if edge_attr is None else \
+                edge_attr.split([x.size(-1) for x in xs], dim=-1)
+            out = torch.cat([
+                self.propagate(edge_index, x=(x, None), edge_attr=term, size=size)
+                for x, term in zip(xs, terms)
+            ], dim=-1)
+        else:
+            out = self.propagate(edge_index, x=x_msg, edge_attr=edge_attr, size=size)
         return self._update(x_dst, out)
 
     def _update(self, x_dst: OptTensor, out: Tensor) -> Tensor:
@@ -534,9 +666,8 @@ class MessagePassingConv(MessagePassing):
 
     def message(self, x_i: OptTensor, x_j: Tensor, edge_attr: OptTensor) -> Tensor:
         if self.psi is None:
-            if edge_attr is None:
-                return x_j
-            return (x_j + self._edge_term(x_j.size(-1), edge_attr)).relu()
+            # edge_attr: the edge term of forward (lin_edge applied)
+            return x_j if edge_attr is None else (x_j + edge_attr).relu()
         if x_i is None:
             raise ValueError(f"'{type(self).__name__}' with a 'psi' needs target node "
                              f"features (got x=(x_src, None))")

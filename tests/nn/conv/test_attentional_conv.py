@@ -424,3 +424,106 @@ def test_projection_gathered_per_edge_only_where_read(v2, per_edge, sparse):
         copy_gat(conv, ref)
     assert (conv(data.x, adj) - ref(data.x, data.edge_index)).abs().max() < 1e-10
     assert out.shape == (12, 15)
+
+
+# --- issue 11: uncoalesced COO adjacency, decomposed_layers ---------------------------
+
+def uncoalesced(edge_index, values, size, num_dup=5, seed=0):
+    # a COO adj_t (row = target) holding every edge once, the first `num_dup`
+    # edges a second time, in a shuffled order: not coalesced
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.cat([edge_index.flip(0), edge_index.flip(0)[:, :num_dup]], dim=1)
+    values = torch.cat([values, values[:num_dup]], dim=0)
+    perm = torch.randperm(index.size(1), generator=gen)
+    adj_t = torch.sparse_coo_tensor(index[:, perm], values[perm], size + values.shape[1:])
+    assert not adj_t.is_coalesced()
+    return adj_t
+
+
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("add_loops", [True, False])
+def test_uncoalesced_coo_equals_gatconv(v2, add_loops):
+    # PyG's GATConv adds its self loops to the coalesced adjacency (duplicate
+    # entries are one edge); without self loops PyG fails on this input, and
+    # the layer reads it the same way
+    data = random_graph(loops=True)
+    N = data.num_nodes
+    ref = (GATv2Conv if v2 else GATConv)(8, 5, heads=2, add_self_loops=add_loops).double()
+    conv = AttentionalConv(8, 5, heads=2, add_self_loops=add_loops, v2=v2).double()
+    (copy_gatv2 if v2 else copy_gat)(conv, ref)
+    adj_t = uncoalesced(data.edge_index, torch.ones(data.num_edges, dtype=torch.float64),
+                        (N, N))
+    x = data.x.clone().requires_grad_()
+    out = conv(x, adj_t)
+    assert not adj_t.is_coalesced()  # not flagged in place (PyG's to_edge_index does)
+    x_ref = data.x.clone().requires_grad_()
+    expected = ref(x_ref, adj_t.clone() if add_loops else adj_t.coalesce())
+    assert (out - expected).abs().max() < 1e-10
+    if v2:
+        pairs = [(conv.psi.weight, ref.lin_l.weight), (conv.lin_dst.weight, ref.lin_r.weight),
+                 (conv.att, ref.att), (conv.bias, ref.bias)]
+    else:
+        pairs = [(conv.psi.weight, ref.lin.weight), (conv.att_src, ref.att_src),
+                 (conv.att_dst, ref.att_dst), (conv.bias, ref.bias)]
+    g = torch.autograd.grad(out.square().sum(), [x] + [p for p, _ in pairs])
+    r = torch.autograd.grad(expected.square().sum(), [x_ref] + [q for _, q in pairs])
+    assert all((a - b).abs().max() < 1e-10 for a, b in zip(g, r))
+    # the duplicates are one edge: the output of the edges once
+    assert (out - conv(data.x, data.edge_index)).abs().max() < 1e-10
+    # edge features cannot be paired with its entries: a clear error
+    with pytest.raises(ValueError, match=r"adj_t.coalesce\(\)"):
+        conv(data.x, adj_t, torch.randn(adj_t._nnz(), 3, dtype=torch.float64))
+    hybrid = uncoalesced(data.edge_index, data.edge_attr, (N, N))
+    with pytest.raises(ValueError, match="edge features"):
+        conv(data.x, hybrid)
+
+
+@pytest.mark.parametrize("v2,concat,edge_dim", [
+    (False, True, 3), (False, False, None), (True, True, None), (True, False, 3)])
+def test_decomposed_layers_equal_undecomposed(v2, concat, edge_dim):
+    # the scores are computed whole, the weighted sum of the messages in
+    # chunks of the features: the same output, weights and gradients (PyG's
+    # GATConv fails on decomposed_layers > 1)
+    data = random_graph(loops=True)
+    N = data.num_nodes
+    kwargs = dict(heads=3, concat=concat, edge_dim=edge_dim, v2=v2)
+    conv = AttentionalConv(8, 5, **kwargs).double()
+    split = AttentionalConv(8, 5, decomposed_layers=2, **kwargs).double()
+    split.load_state_dict(conv.state_dict())
+    widths = []
+    split.register_message_forward_pre_hook(
+        lambda module, inputs: widths.append(inputs[0]["h_j"].shape[1:]))
+    e = data.edge_attr if edge_dim else None
+    x = data.x.clone().requires_grad_()
+    expected, (ei, alpha) = conv(x, data.edge_index, e, return_attention_weights=True)
+    out, (ei_split, alpha_split) = split(x, data.edge_index, e, return_attention_weights=True)
+    assert widths == [(3, 3), (3, 2)]  # heads x chunk of the 5 channels
+    assert (out - expected).abs().max() < 1e-12
+    assert torch.equal(ei, ei_split) and (alpha - alpha_split).abs().max() < 1e-14
+    g = torch.autograd.grad(out.square().sum(), [x] + list(split.parameters()))
+    r = torch.autograd.grad(expected.square().sum(), [x] + list(conv.parameters()))
+    assert all((a - b).abs().max() < 1e-12 for a, b in zip(g, r))
+    if edge_dim is None:  # sparse input
+        adj_t = to_torch_csr_tensor(data.edge_index.flip(0), size=(N, N))
+        assert (split(data.x, adj_t) - conv(data.x, adj_t)).abs().max() < 1e-12
+
+
+def test_decomposed_layers_bipartite_and_bad_aggregation():
+    gen = torch.Generator().manual_seed(3)
+    x_src = torch.randn(10, 8, generator=gen, dtype=torch.float64)
+    x_dst = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    edge_index = torch.unique(torch.stack([torch.randint(0, 10, (30, ), generator=gen),
+                                           torch.randint(0, 6, (30, ), generator=gen)]), dim=1)
+    conv = AttentionalConv((8, 4), 5, heads=2, add_self_loops=False).double()
+    split = AttentionalConv((8, 4), 5, heads=2, add_self_loops=False,
+                            decomposed_layers=3).double()
+    split.load_state_dict(conv.state_dict())
+    # the number of targets comes from x_dst (a target without edges included)
+    keep = edge_index[1] < 5
+    out = split((x_src, x_dst), edge_index[:, keep])
+    assert out.shape == (6, 10)
+    assert (out - conv((x_src, x_dst), edge_index[:, keep])).abs().max() < 1e-12
+    adj_t = to_torch_coo_tensor(edge_index.flip(0), size=(6, 10))
+    assert (split((x_src, x_dst), adj_t) - conv((x_src, x_dst), adj_t)).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="feature-wise aggregation"):
+        AttentionalConv(8, 5, aggr=["sum", "max"], decomposed_layers=2)

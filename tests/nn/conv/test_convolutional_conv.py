@@ -445,3 +445,126 @@ def test_compile_static_graph_no_graph_breaks():
     torch._dynamo.reset()
     explain = torch._dynamo.explain(conv)(torch.randn(3, 4, 16), STATIC_EDGES)
     assert explain.graph_break_count == 0, explain.break_reasons
+
+
+# --- issue 11: uncoalesced COO adjacency, decomposed_layers ---------------------------
+
+def uncoalesced(edge_index, values, size, num_dup=5, seed=0):
+    # a COO adj_t (row = target) holding every edge once, the first `num_dup`
+    # edges a second time, in a shuffled order: not coalesced
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.cat([edge_index.flip(0), edge_index.flip(0)[:, :num_dup]], dim=1)
+    values = torch.cat([values, values[:num_dup]], dim=0)
+    perm = torch.randperm(index.size(1), generator=gen)
+    adj_t = torch.sparse_coo_tensor(index[:, perm], values[perm], size)
+    assert not adj_t.is_coalesced()
+    return adj_t, index[:, perm].flip(0), values[perm]
+
+
+@pytest.mark.parametrize("normalize,add_loops,improved,aggr", [
+    (True, True, False, "add"), (True, True, True, "add"), (False, True, False, "add"),
+    (False, False, False, "add"), (True, True, False, "mean"), (False, True, False, "mean")])
+def test_uncoalesced_coo_equals_gcnconv(normalize, add_loops, improved, aggr):
+    # duplicate entries are summed (the coefficients are linear in the
+    # weights), as in GCNConv on the same tensor; gradients equal too, also
+    # those of the values (PyG's GCNConv cannot take differentiable values of
+    # an uncoalesced tensor: compare with the same edges as edge_index)
+    data = random_graph(loops=True)
+    N = data.num_nodes
+    kwargs = dict(normalize=normalize, add_self_loops=add_loops, improved=improved, aggr=aggr)
+    conv = ConvolutionalConv(8, 16, **kwargs).double()
+    adj_t, ei, w = uncoalesced(data.edge_index, data.edge_weight, (N, N))
+    if normalize or not add_loops:
+        ref = GCNConv(8, 16, **kwargs).double()
+        copy_from(conv, ref)
+    else:  # GCNConv adds no self loops without normalisation: the explicit sum
+        ref = ConvolutionalConv(8, 16, **kwargs).double()
+        ref.load_state_dict(conv.state_dict())
+        adj_ref = adj_t.coalesce()
+        ref_forward = ref.forward
+        ref.forward = lambda x, adj: ref_forward(x, adj_ref)
+    x = data.x.clone().requires_grad_()
+    out = conv(x, adj_t)
+    assert not adj_t.is_coalesced()  # not flagged in place (PyG's to_edge_index does)
+    x_ref = data.x.clone().requires_grad_()
+    expected = ref(x_ref, adj_t.clone())
+    assert (out - expected).abs().max() < 1e-10
+    g = torch.autograd.grad(out.square().sum(), [x] + list(conv.parameters()))
+    r = torch.autograd.grad(expected.square().sum(), [x_ref] + list(ref.parameters()))
+    assert all((a - b).abs().max() < 1e-10 for a, b in zip(g, r))
+    if aggr == "mean" or not normalize and add_loops:
+        # (a mean over the edges would count the duplicates; PyG's add_self_loops
+        # on sparse input has no derivative for the values, coalesced or not)
+        return
+    # gradients of the values: those of the weights of the same edges
+    values = w.clone().requires_grad_()
+    out = conv(data.x, torch.sparse_coo_tensor(ei.flip(0), values, (N, N)))
+    weights = w.clone().requires_grad_()
+    # (sparse input adds its self loops on top of the existing ones: so does
+    # GCNConv's edge_index path when no loop exists, hence the explicit loops)
+    loops = torch.arange(N)
+    fill = 2. if improved else 1.
+    if add_loops:
+        ei_ref = torch.cat([ei, torch.stack([loops, loops])], dim=1)
+        w_ref = torch.cat([weights, torch.full((N, ), fill, dtype=torch.float64)])
+    else:
+        ei_ref, w_ref = ei, weights
+    plain = GCNConv(8, 16, normalize=False, add_self_loops=False).double()
+    with torch.no_grad():
+        plain.lin.weight.copy_(conv.psi.weight)
+        plain.bias.copy_(conv.bias)
+    if normalize:
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+        ei_ref, w_ref = gcn_norm(ei_ref, w_ref, N, add_self_loops=False)
+    expected = plain(data.x, ei_ref, w_ref)
+    assert (out - expected).abs().max() < 1e-10
+    (gv, ), (gw, ) = (torch.autograd.grad(out.square().sum(), [values]),
+                      torch.autograd.grad(expected.square().sum(), [weights]))
+    assert (gv - gw).abs().max() < 1e-10
+
+
+def test_coalesced_coo_forward_does_not_sort():
+    # a coalesced COO adj_t is neither coalesced nor sorted again in forward
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpNames(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    data = random_graph()
+    N = data.num_nodes
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    conv = ConvolutionalConv(8, 16).double()
+    with OpNames() as mode:
+        conv(data.x, adj_t)
+    assert not {"coalesce", "_coalesce", "_coalesced_", "sort"} & mode.names
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_decomposed_layers_equal_undecomposed(normalize):
+    # PyG's feature decomposition (GCNConv's): the same output and gradients
+    data = random_graph()
+    N = data.num_nodes
+    conv = ConvolutionalConv(8, 16, normalize=normalize).double()
+    split = ConvolutionalConv(8, 16, normalize=normalize, decomposed_layers=3).double()
+    split.load_state_dict(conv.state_dict())
+    widths = []
+    split.register_message_forward_pre_hook(
+        lambda module, inputs: widths.append(inputs[0]["x_j"].size(-1)))
+    x = data.x.clone().requires_grad_()
+    expected = conv(x, data.edge_index, data.edge_weight)
+    out = split(x, data.edge_index, data.edge_weight)
+    assert widths == [6, 6, 4]
+    assert (out - expected).abs().max() < 1e-12
+    g = torch.autograd.grad(out.sum(), [x] + list(split.parameters()))
+    r = torch.autograd.grad(expected.sum(), [x] + list(conv.parameters()))
+    assert all((a - b).abs().max() < 1e-12 for a, b in zip(g, r))
+    x3 = torch.randn(2, N, 8, dtype=torch.float64)
+    assert (split(x3, data.edge_index) - conv(x3, data.edge_index)).abs().max() < 1e-12
+    adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    assert (split(data.x, adj_t) - conv(data.x, adj_t)).abs().max() < 1e-12

@@ -486,3 +486,177 @@ def test_coo_pattern_not_coalesced_again(aggr):
     assert not dup.is_coalesced()
     pattern = _ones_like_sparse(dup, torch.float64)
     assert pattern.is_coalesced() and torch.equal(pattern.to_dense(), ones.to_dense())
+
+
+# --- issue 11: uncoalesced COO adjacency, decomposed_layers ---------------------------
+
+def uncoalesced(edge_index, values, size, num_dup=5, seed=0):
+    # a COO adj_t (row = target) holding every edge once, the first `num_dup`
+    # edges a second time, in a shuffled order: not coalesced
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.cat([edge_index.flip(0), edge_index.flip(0)[:, :num_dup]], dim=1)
+    values = torch.cat([values, values[:num_dup]], dim=0)
+    perm = torch.randperm(index.size(1), generator=gen)
+    adj_t = torch.sparse_coo_tensor(index[:, perm], values[perm], size + values.shape[1:])
+    assert not adj_t.is_coalesced()
+    return adj_t, index[:, perm].flip(0), values[perm]
+
+
+def test_uncoalesced_coo_equals_ginconv_duplicates_summed():
+    # PyG reads every stored entry as an edge: duplicates are parallel edges
+    # whose messages are summed (GINConv's sparse product sums them too)
+    data = random_graph()
+    N = data.num_nodes
+    adj_t, ei, _ = uncoalesced(data.edge_index, torch.ones(data.num_edges, dtype=torch.float64),
+                               (N, N))
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn, eps=0.1)
+    conv = MessagePassingConv(phi=nn, eps=0.1)  # shares the weights of 'ref'
+    x = data.x.clone().requires_grad_()
+    out = conv(x, adj_t)
+    assert not adj_t.is_coalesced()  # the caller's tensor is left as it was
+    grads = torch.autograd.grad(out.square().sum(), [x] + list(nn.parameters()))
+    x_ref = data.x.clone().requires_grad_()
+    expected = ref(x_ref, adj_t.clone())
+    ref_grads = torch.autograd.grad(expected.square().sum(), [x_ref] + list(nn.parameters()))
+    assert (out - expected).abs().max() < 1e-10
+    assert all((g - r).abs().max() < 1e-10 for g, r in zip(grads, ref_grads))
+    # the duplicates count: not the output of the coalesced pattern
+    once = conv(data.x, data.edge_index)
+    assert (out - once).abs().max() > 1e-3
+    # max/mean: PyG's edge semantics (GINConv on the same edges as edge_index;
+    # its sparse product would weight the duplicates by their summed values)
+    for aggr in ("mean", "max"):
+        ref = GINConv(nn, aggr=aggr)
+        conv = MessagePassingConv(phi=nn, aggr=aggr)
+        assert (conv(data.x, adj_t) - ref(data.x, ei)).abs().max() < 1e-10
+    # bipartite and static-graph input
+    x_dst = torch.randn(6, 8, dtype=torch.float64)
+    keep = data.edge_index[1] < 6
+    bip, bip_ei, _ = uncoalesced(data.edge_index[:, keep], torch.ones(int(keep.sum()),
+                                 dtype=torch.float64), (6, N), num_dup=3)
+    ref = GINConv(nn)
+    conv = MessagePassingConv(phi=nn)
+    assert (conv((data.x, x_dst), bip) - ref((data.x, x_dst), bip.clone())).abs().max() < 1e-10
+    x3 = torch.randn(3, N, 8, dtype=torch.float64)
+    out3 = conv(x3, adj_t)
+    assert all((out3[b] - ref(x3[b], ei)).abs().max() < 1e-10 for b in range(3))
+
+
+def test_uncoalesced_coo_edge_features_equal_gineconv():
+    # 2-d values as edge features, one per stored entry, in storage order:
+    # PyG's generic propagate reads them so (its generated one fails here)
+    from torch_geometric.nn import MessagePassing
+    data = random_graph()
+    N = data.num_nodes
+    adj_t, ei, ea = uncoalesced(data.edge_index, data.edge_attr, (N, N))
+    nn = mlp(8, 8).double()
+    ref = GINEConv(nn, edge_dim=3).double()
+    conv = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8).double()
+    conv.lin_edge.load_state_dict(ref.lin.state_dict())
+    generic = GINEConv(nn, edge_dim=3).double()
+    generic.lin.load_state_dict(ref.lin.state_dict())
+    generic.propagate = MessagePassing.propagate.__get__(generic, MessagePassing)
+    out = conv(data.x, adj_t)
+    assert not adj_t.is_coalesced()
+    assert (out - generic(data.x, adj_t.clone())).abs().max() < 1e-10
+    assert (out - ref(data.x, ei, ea)).abs().max() < 1e-10
+    # explicit edge features of the stored entries (weights ignored), with gradients
+    weights, _, _ = uncoalesced(data.edge_index, torch.rand(data.num_edges,
+                                dtype=torch.float64), (N, N))
+    e = ea.clone().requires_grad_()
+    out = conv(data.x, weights, e)
+    e_ref = ea.clone().requires_grad_()
+    expected = ref(data.x, ei, e_ref)
+    assert (out - expected).abs().max() < 1e-10
+    params = list(conv.lin_edge.parameters())
+    g = torch.autograd.grad(out.square().sum(), [e] + params)
+    r = torch.autograd.grad(expected.square().sum(), [e_ref] + list(ref.lin.parameters()))
+    assert all((a - b).abs().max() < 1e-10 for a, b in zip(g, r))
+    # a user psi on [x_i || x_j || e_ij]
+    psi = mlp(19, 8).double()
+    conv = MessagePassingConv(psi=psi, combine="none")
+    assert (conv(data.x, adj_t) - conv(data.x, ei, ea)).abs().max() < 1e-10
+    # differentiable values cannot be read per entry: a clear error naming the fix
+    values = ea.clone().requires_grad_()
+    adj_grad = torch.sparse_coo_tensor(ei.flip(0), values, (N, N, 3))
+    with pytest.raises(ValueError, match=r"adj_t.coalesce\(\)"):
+        conv(data.x, adj_grad)
+    with pytest.raises(ValueError, match="adj_t.t()"):
+        MessagePassingConv(flow="target_to_source")(data.x, adj_t)
+
+
+def test_coalesced_coo_forward_does_not_sort():
+    # the check for an uncoalesced COO adj_t reads a flag: a coalesced one is
+    # neither coalesced nor sorted again in forward
+    data = random_graph()
+    N = data.num_nodes
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0), size=(N, N))
+    for conv in (MessagePassingConv(), MessagePassingConv(aggr="max")):
+        with _OpNames() as mode:
+            conv(data.x, adj_t)
+        assert not {"coalesce", "_coalesce", "_coalesced_", "sort"} & set(mode.names)
+
+
+@pytest.mark.parametrize("edge_features", [False, True])
+@pytest.mark.parametrize("aggr", ["add", "mean", "max"])
+def test_decomposed_layers_equal_undecomposed(edge_features, aggr):
+    # PyG's feature decomposition: messages of F/k features at a time, the
+    # same output and gradients (PyG's GINConv/GINEConv fail on it)
+    data = random_graph()
+    N = data.num_nodes
+    nn = mlp(8, 8).double()
+    kwargs = dict(phi=nn, aggr=aggr, eps=0.2)
+    if edge_features:
+        kwargs.update(edge_dim=3, in_channels=8)
+    conv = MessagePassingConv(**kwargs).double()
+    split = MessagePassingConv(decomposed_layers=3, **kwargs).double()
+    split.load_state_dict(conv.state_dict())
+    assert split.decomposed_layers == 3
+    widths = []
+    split.register_message_forward_pre_hook(
+        lambda module, inputs: widths.append(inputs[0]["x_j"].size(-1)))
+    e = data.edge_attr if edge_features else None
+    x = data.x.clone().requires_grad_()
+    expected = conv(x, data.edge_index, e)
+    out = split(x, data.edge_index, e)
+    assert widths == [3, 3, 2]  # torch.chunk of 8 features into 3
+    assert (out - expected).abs().max() < 1e-12
+    g = torch.autograd.grad(out.sum(), [x] + list(split.parameters()))
+    r = torch.autograd.grad(expected.sum(), [x] + list(conv.parameters()))
+    assert all((a - b).abs().max() < 1e-12 for a, b in zip(g, r))
+    # bipartite, static graph, sparse input (fused, not decomposed, as in PyG)
+    x_dst = torch.randn(6, 8, dtype=torch.float64)
+    keep = data.edge_index[1] < 6
+    ei = data.edge_index[:, keep]
+    ea = e[keep] if edge_features else None
+    assert (split((data.x, x_dst), ei, ea) - conv((data.x, x_dst), ei, ea)).abs().max() < 1e-12
+    x3 = torch.randn(2, N, 8, dtype=torch.float64)
+    assert (split(x3, data.edge_index, e) - conv(x3, data.edge_index, e)).abs().max() < 1e-12
+    values = data.edge_attr if edge_features else None
+    adj_t = to_torch_coo_tensor(data.edge_index.flip(0), values, size=(N, N))
+    assert (split(data.x, adj_t) - conv(data.x, adj_t)).abs().max() < 1e-12
+    # set afterwards, as PyG allows
+    conv.decomposed_layers = 2
+    assert (conv(data.x, data.edge_index, e) - expected).abs().max() < 1e-12
+
+
+def test_decomposed_layers_equals_ginconv_and_bad_values():
+    data = random_graph()
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn)
+    conv = MessagePassingConv(phi=nn, decomposed_layers=2)
+    assert (conv(data.x, data.edge_index) - ref(data.x, data.edge_index)).abs().max() < 1e-10
+    with pytest.raises(ValueError, match="only with the default message"):
+        MessagePassingConv(psi=mlp(16, 8), decomposed_layers=2)
+    with pytest.raises(ValueError, match="only with the default message"):
+        MessagePassingConv(psi=mlp(16, 8)).decomposed_layers = 2
+    with pytest.raises(ValueError, match="feature-wise aggregation"):
+        MessagePassingConv(aggr=["sum", "max"], decomposed_layers=2)
+    with pytest.raises(ValueError, match="positive int"):
+        MessagePassingConv(decomposed_layers=0)
+    # explanations run undecomposed, as in PyG
+    conv = MessagePassingConv(phi=nn)
+    conv.explain = True
+    with pytest.raises(ValueError, match="while explaining"):
+        conv.decomposed_layers = 2
