@@ -1,5 +1,5 @@
-r"""Every shipped config runs through the ``gdl-pyg`` command (fit, test and
-predict in ``fast_dev_run`` mode), and the run folder of a real (tiny) fit
+r"""Every shipped config runs through the ``gdl-pyg`` command (fit in
+``fast_dev_run`` mode; fit, test and predict on one batch each), and the run folder of a real (tiny) fit
 holds the checkpoint, the metrics, the config and the learning curves."""
 import glob
 import json
@@ -36,21 +36,35 @@ def test_configs_are_shipped():
         assert 10 < len(text) <= 100 and "\n" not in text, (name, text)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=[os.path.basename(c) for c in CONFIGS])
-def test_fast_dev_run(cfg, tmp_path, monkeypatch):
-    # relative paths of the config (runs/...) land in tmp_path, not in the repo
-    _skip_without_sampler(cfg)
-    monkeypatch.chdir(tmp_path)
+def _fast_dev_run(cfg, tmp_path, subcommands):
     cfg = os.path.abspath(cfg)
     common = ["--config", cfg, "--trainer.fast_dev_run", "1",
               "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu"]
-    main(["fit"] + common)
-    main(["test"] + common)
-    main(["predict"] + common)
+    for sub in subcommands:
+        main([sub] + common)
     # fast_dev_run writes no logs, checkpoints, pictures or predictions
     assert not glob.glob(str(tmp_path / "**" / "*.ckpt"), recursive=True)
     assert not glob.glob(str(tmp_path / "**" / "*.png"), recursive=True)
     assert not glob.glob(str(tmp_path / "**" / "*.csv"), recursive=True)
+    assert not glob.glob(str(tmp_path / "**" / "*.ply"), recursive=True)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[os.path.basename(c) for c in CONFIGS])
+def test_fast_dev_run(cfg, tmp_path, monkeypatch):
+    # what a user types first: every config's fit (one training and one
+    # validation batch) runs as written; test and predict of every config run
+    # in test_fit_test_predict_checkpoint below. Relative paths of the config
+    # (runs/...) land in tmp_path, not in the repo
+    _skip_without_sampler(cfg)
+    monkeypatch.chdir(tmp_path)
+    _fast_dev_run(cfg, tmp_path, ["fit"])
+
+
+# one config per kind of prediction file (CSV of graphs, PNG of images, PLY of meshes)
+@pytest.mark.parametrize("name", ["gnn_graphs", "gcnn_digits", "gem_shapes"])
+def test_fast_dev_run_test_and_predict_write_nothing(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fast_dev_run(config_path(name), tmp_path, ["fit", "test", "predict"])
 
 
 def _read_predictions(folder):

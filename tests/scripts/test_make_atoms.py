@@ -55,8 +55,10 @@ def test_shipped_data():
         path = os.path.join(SHIPPED, name)
         with gzip.open(path, "rt") as f:  # count frames without parsing them all
             assert sum(line.startswith("Properties=") for line in f) == num
-        frames = ase.io.read(path, index="::20", format="extxyz")  # every 20th: ase is slow
-        assert len(frames) == num // 20
+        # the first 100 frames (ase's strided read, "::20", parses the whole
+        # file in Python: 17 s; the generator draws each frame's template at random)
+        frames = ase.io.read(path, index=":100", format="extxyz")
+        assert len(frames) == 100
         sizes[name] = os.path.getsize(path)
         n = np.array([len(a) for a in frames])
         assert n.min() >= 13 and n.max() <= 38
