@@ -17,6 +17,18 @@ one warm-up. The three run interleaved, one of each per round, and ``shared
 to load on a shared machine); the script then says whether ``whole / igl``
 at the largest size meets the goal of at most 3x (issue 11).
 
+``page-faulted bytes/vertex`` is the fresh memory a timed ``mesh_to_data``
+call touched for the first time (minor page faults times the page size,
+median over rounds). It explains most of the growth of ``us/vertex`` with
+the mesh: at 10k vertices the allocator serves every buffer from memory the
+process already holds, at 160k it maps fresh pages for the large ones on
+every call (glibc returns large freed blocks to the system), and the kernel
+zeroes them. With ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
+set high enough that glibc keeps freed memory (``MALLOC_MMAP_THRESHOLD_=
+1000000000 MALLOC_TRIM_THRESHOLD_=4000000000``), the faults vanish from the
+timed calls and the time per vertex at 160k was 1.05-1.07x that at 10k in
+two runs on the 2-core CPU machine (1.2-1.4x without, in the same session).
+
 ``peak MiB`` is the peak memory of ``mesh_to_data``, NumPy and torch
 allocations alike: the growth of the peak resident set size of a fresh
 Python process (which loads the inputs from a file, so that nothing but the
@@ -37,6 +49,7 @@ fails) prints ``not available`` and the others go on.
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -61,6 +74,20 @@ def icosphere(num_vertices):
     m = trimesh.creation.icosphere(subdivisions=int(s))
     return (torch.tensor(np.asarray(m.vertices), dtype=torch.float64),
             torch.tensor(np.asarray(m.faces).T.copy(), dtype=torch.long))
+
+
+#: Bytes per page, for the page-fault column.
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def minor_faults():
+    r"""The minor page faults of this process so far (fresh memory touched
+    for the first time), or :obj:`None` where :mod:`resource` is missing."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def median_time(fn, repeats, warmup=1, sync=lambda: None):
@@ -196,8 +223,8 @@ def bench_mesh_to_data(args):
     print("## mesh_to_data (float64, CPU)\n")
     print("| vertices | faces | mesh_to_data ms | us/vertex | shared part us/vertex "
           "| igl cotmatrix+massmatrix us/vertex | shared / igl | whole / igl | peak MiB "
-          "| bytes/vertex |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| bytes/vertex | page-faulted bytes/vertex |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     last = None
     for pos, face in meshes:
         N, nF = pos.size(0), face.size(1)
@@ -213,11 +240,15 @@ def bench_mesh_to_data(args):
         times = {k: [] for k in runs}
         for fn in runs.values():  # warm-up
             fn()
+        faults = []  # minor page faults of the mesh_to_data runs
         for _ in range(args.repeats):  # interleaved: one run of each per round
             for k, fn in runs.items():
+                f0 = minor_faults()
                 t = time.perf_counter()
                 fn()
                 times[k].append(time.perf_counter() - t)
+                if k == "full" and f0 is not None:
+                    faults.append(minor_faults() - f0)
         t_full, t_part = statistics.median(times["full"]), statistics.median(times["part"])
         if igl is not None:
             def paired(k):
@@ -234,8 +265,9 @@ def bench_mesh_to_data(args):
             mem_cols = f"{'' if exact else '>='}{peak / 2 ** 20:.1f} | {peak / N:.0f}"
         else:
             mem_cols = "- | -"
+        fault_col = (f"{statistics.median(faults) * PAGE / N:.0f}" if faults else "-")
         print(f"| {N} | {nF} | {t_full * 1e3:.1f} | {t_full / N * 1e6:.2f} "
-              f"| {t_part / N * 1e6:.2f} | {igl_cols} | {mem_cols} |", flush=True)
+              f"| {t_part / N * 1e6:.2f} | {igl_cols} | {mem_cols} | {fault_col} |", flush=True)
     if igl is None:
         print("\nlibigl is not installed (`pip install libigl`): no reference timings.")
     else:
