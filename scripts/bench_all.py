@@ -286,6 +286,16 @@ def parse_stack(out: str, files: Dict) -> List[Dict]:
         rows.append(row("stack", "gdl-pyg fit, one epoch", "plain PyTorch loop",
                         epoch.get("lightning_epoch_s"), epoch.get("plain_epoch_s"),
                         ratio=epoch.get("ratio"), basis="median of paired ratios", unit="s"))
+        if epoch.get("bare_epoch_s"):
+            rows.append(row("stack", "bare Lightning (no callbacks, logging or metrics), one "
+                            "epoch", "plain PyTorch loop", epoch.get("bare_epoch_s"),
+                            epoch.get("plain_epoch_s"), ratio=epoch.get("bare_ratio"),
+                            basis="median of paired ratios", unit="s"))
+            rows.append(row("stack", "gdl-pyg fit on top of Lightning's loop, one epoch",
+                            "bare Lightning",
+                            epoch.get("lightning_epoch_s"), epoch.get("bare_epoch_s"),
+                            ratio=epoch.get("ratio_to_bare"), basis="median of paired ratios",
+                            unit="s"))
     startup = result.get("startup_s") or {}
     base_name = next((k for k in startup if "torch_geometric" in k and "lightning" in k),
                      "python -c pass" if "python -c pass" in startup else None)

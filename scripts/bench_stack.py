@@ -18,10 +18,14 @@ checkpoint writes are in). Then a plain loop takes a copy of the same task as
 it was before training (same initial weights, same optimizer from
 ``configure_optimizers``) and the same data module's ``train_dataloader()``
 and runs ``STEPS`` steps of ``zero_grad / model(batch) / criterion / backward
-/ step``, with no logging and no metrics. The two alternate ``--rounds``
-times in the same process, after one untimed warm-up round; the ratio is the
-median over rounds of the paired ratios ``lightning / plain`` (the goal of
-issue 11 is at most 1.1). The table says which of Lightning's loops ran the
+/ step``, with no logging and no metrics; and a bare Lightning run takes
+another copy: a ``LightningModule`` whose ``training_step`` returns that loss,
+under a ``Trainer`` with no logger, checkpoint, callback, metric, progress bar
+or validation (the floor of any Lightning run, timed the same way). The three
+alternate ``--rounds`` times in the same process, after one untimed warm-up
+round; the ratios are medians over rounds of paired ratios, ``lightning /
+plain`` (the goal of issue 11 is at most 1.1), ``bare / plain`` and
+``lightning / bare``. The table says which of Lightning's loops ran the
 steps: the tasks of :mod:`gdl_pyg.lightning.task` take the optimizer step in
 ``training_step`` (manual optimization) unless the run needs the automatic
 loop (gradient clipping or accumulation, ...). The wall time of the whole in-process ``fit``
@@ -168,6 +172,39 @@ def run_plain(task, datamodule, steps, device, sync):
     return time.perf_counter() - t, done
 
 
+def run_bare(task, datamodule, steps, device, sync):
+    r"""``steps`` steps of the smallest Lightning run of ``task``'s model,
+    loss and optimizer: a :class:`~lightning.pytorch.LightningModule` whose
+    ``training_step`` returns the loss (automatic optimization), a
+    :class:`~lightning.pytorch.Trainer` with no logger, checkpoints,
+    callbacks, metrics, progress bar or validation. Lightning's own loop, the
+    floor of any Lightning run: ``(seconds, steps)``, timed as the
+    ``gdl-pyg fit`` epoch is."""
+    import lightning.pytorch as pl
+
+    class Bare(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.criterion = task.model, task.criterion
+
+        def training_step(self, batch, batch_idx):
+            out = self.model(batch)
+            return self.criterion(out, task._targets(batch, out))
+
+        def configure_optimizers(self):
+            opt = task.configure_optimizers()
+            return opt["optimizer"] if isinstance(opt, dict) else opt
+
+    timer = EpochTimer(sync)
+    trainer = pl.Trainer(accelerator=device.type, devices=1, max_epochs=1,
+                         limit_train_batches=steps, limit_val_batches=0,
+                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[timer])
+    trainer.fit(Bare(), train_dataloaders=datamodule.train_dataloader())
+    return timer.seconds, timer.steps
+
+
 def bench_epoch(args):
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -175,17 +212,22 @@ def bench_epoch(args):
     with tempfile.TemporaryDirectory(prefix="bench_stack_") as root:
         for r in range(args.warmup + args.rounds):
             epoch, fit, steps, cli = run_lightning(args, os.path.join(root, f"r{r}"), sync)
-            plain, plain_steps = run_plain(cli.initial_task, cli.datamodule, steps, device,
-                                           sync)
-            if plain_steps != steps:
-                raise RuntimeError(f"the plain loop ran {plain_steps} steps, Lightning {steps}")
+            plain, plain_steps = run_plain(copy.deepcopy(cli.initial_task), cli.datamodule,
+                                           steps, device, sync)
+            bare, bare_steps = run_bare(copy.deepcopy(cli.initial_task), cli.datamodule, steps,
+                                        device, sync)
+            if plain_steps != steps or bare_steps != steps:
+                raise RuntimeError(f"the plain loop ran {plain_steps} steps, the bare Lightning "
+                                   f"run {bare_steps}, gdl-pyg fit {steps}")
             if r >= args.warmup:
                 end = cli.timer.epoch_end_seconds
                 loop = "automatic" if cli.timer.automatic else "manual"
                 rows.append({"lightning_loop": loop, "lightning_epoch_s": epoch,
                              "lightning_steps_s": epoch - end,
                              "lightning_epoch_end_s": end, "lightning_fit_s": fit,
-                             "plain_epoch_s": plain, "steps": steps, "ratio": epoch / plain,
+                             "plain_epoch_s": plain, "bare_epoch_s": bare,
+                             "bare_ratio": bare / plain, "ratio_to_bare": epoch / bare,
+                             "steps": steps, "ratio": epoch / plain,
                              "ratio_steps_only": (epoch - end) / plain})
             del cli
     med = lambda key: statistics.median(row[key] for row in rows)  # noqa: E731
@@ -199,7 +241,10 @@ def bench_epoch(args):
         "lightning_epoch_end_s": med("lightning_epoch_end_s"),
         "lightning_fit_s": med("lightning_fit_s"),
         "plain_epoch_s": med("plain_epoch_s"),
+        "bare_epoch_s": med("bare_epoch_s"),
         "ratio": med("ratio"),
+        "bare_ratio": med("bare_ratio"),
+        "ratio_to_bare": med("ratio_to_bare"),
         "ratio_steps_only": med("ratio_steps_only"),
         "ratio_min": min(row["ratio"] for row in rows),
         "ratio_max": max(row["ratio"] for row in rows),
@@ -289,6 +334,9 @@ def main(argv=None):
         s = summary
         print(f"| plain PyTorch | {s['plain_epoch_s']:.3f} | {s['plain_ms_per_step']:.2f} "
               f"| 1.00 | - | - |")
+        print(f"| bare Lightning (automatic optimization, no callbacks or logging) | "
+              f"{s['bare_epoch_s']:.3f} | {s['bare_epoch_s'] / s['steps'] * 1e3:.2f} "
+              f"| {s['bare_ratio']:.2f} | - | - |")
         print(f"| gdl-pyg fit ({s['lightning_loop']} optimization) | "
               f"{s['lightning_epoch_s']:.3f} | "
               f"{s['lightning_epoch_s'] / s['steps'] * 1e3:.2f} | {s['ratio']:.2f} | "
@@ -299,7 +347,8 @@ def main(argv=None):
         print(f"\nLightning overhead in the steps: {s['overhead_ms_per_step']:.2f} ms/step; "
               f"after the last step (epoch-end metrics, logs, checkpoints): "
               f"{s['lightning_epoch_end_s'] * 1e3:.0f} ms; whole in-process fit (parse, build, "
-              f"setup, epoch, teardown): {s['lightning_fit_s']:.2f} s; goal ratio <= 1.1: "
+              f"setup, epoch, teardown): {s['lightning_fit_s']:.2f} s; gdl-pyg fit / bare "
+              f"Lightning: {s['ratio_to_bare']:.2f}; goal ratio <= 1.1: "
               f"{'met' if s['ratio'] <= 1.1 else 'NOT met'}\n", flush=True)
 
     if args.cli_repeats:

@@ -215,3 +215,13 @@ def test_parse_grid_ops_mesh_e3_stack(tmp_path):
     rows = {r["case"]: r for r in bench_all.parse_stack("", {"json": str(path)})}
     assert rows["gdl-pyg fit, one epoch"]["ratio"] == pytest.approx(1.9)
     assert rows["start-up: python -m gdl_pyg --help"]["ratio"] == pytest.approx(30.0)
+    assert "bare Lightning (no callbacks, logging or metrics), one epoch" not in rows
+    path.write_text(json.dumps({"epoch": {
+        "lightning_epoch_s": 2.0, "plain_epoch_s": 1.0, "ratio": 1.9, "bare_epoch_s": 1.6,
+        "bare_ratio": 1.55, "ratio_to_bare": 1.2}}))
+    rows = {r["case"]: r for r in bench_all.parse_stack("", {"json": str(path)})}
+    bare = rows["bare Lightning (no callbacks, logging or metrics), one epoch"]
+    assert (bare["peer"], bare["ratio"]) == ("plain PyTorch loop", pytest.approx(1.55))
+    over = rows["gdl-pyg fit on top of Lightning's loop, one epoch"]
+    assert (over["peer"], over["ratio"]) == ("bare Lightning", pytest.approx(1.2))
+    assert rows["gdl-pyg fit, one epoch"]["ratio"] == pytest.approx(1.9)

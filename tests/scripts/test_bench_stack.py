@@ -33,7 +33,8 @@ def test_tiny_epoch_run_writes_the_json_and_table(tmp_path, capsys):
     epoch = saved["epoch"]
     assert epoch["steps"] == 4 and epoch["batch_size"] == 8
     for key in ("lightning_epoch_s", "lightning_steps_s", "lightning_fit_s", "plain_epoch_s",
-                "ratio", "ratio_steps_only", "plain_ms_per_step"):
+                "ratio", "ratio_steps_only", "plain_ms_per_step", "bare_epoch_s", "bare_ratio",
+                "ratio_to_bare"):
         assert positive(epoch[key]), (key, epoch[key])
     assert epoch["ratio_min"] <= epoch["ratio"] <= epoch["ratio_max"]
     # the epoch sits inside the whole fit, the steps inside the epoch
@@ -42,9 +43,13 @@ def test_tiny_epoch_run_writes_the_json_and_table(tmp_path, capsys):
     for row in saved["epoch_rounds"]:
         assert row["steps"] == 4
         assert row["ratio"] == pytest.approx(row["lightning_epoch_s"] / row["plain_epoch_s"])
+        assert row["bare_ratio"] == pytest.approx(row["bare_epoch_s"] / row["plain_epoch_s"])
+        assert row["ratio_to_bare"] == pytest.approx(row["lightning_epoch_s"] /
+                                                     row["bare_epoch_s"])
     assert "startup_s" not in saved
     text = capsys.readouterr().out
     assert "| plain PyTorch |" in text and "| gdl-pyg fit (manual optimization) |" in text
+    assert "| bare Lightning (automatic optimization, no callbacks or logging) |" in text
     # gnn_graphs needs nothing of Lightning's automatic loop: the task steps itself
     assert epoch["lightning_loop"] == "manual"
     assert f"Results written to {out}" in text
@@ -67,6 +72,12 @@ def test_plain_loop_runs_the_same_steps_and_trains(tmp_path):
     seconds, done = bench.run_plain(task, cli.datamodule, 5, torch.device("cpu"), lambda: None)
     assert done == 5 and positive(seconds)
     assert any(not torch.equal(a, p) for a, p in zip(before, task.model.parameters()))
+    # so does the bare Lightning run, with the same number of steps
+    bare = bench.copy.deepcopy(cli.initial_task)
+    start = [p.detach().clone() for p in bare.model.parameters()]
+    seconds, done = bench.run_bare(bare, cli.datamodule, 4, torch.device("cpu"), lambda: None)
+    assert done == 4 and positive(seconds)
+    assert any(not torch.equal(a, p) for a, p in zip(start, bare.model.parameters()))
 
 
 def test_startup_timings_and_failures(tmp_path):
