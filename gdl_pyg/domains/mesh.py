@@ -407,16 +407,22 @@ def _edges(N: int, a: np.ndarray, b: np.ndarray, c: np.ndarray):
     key[:C] += b
     np.multiply(a, N, out=key[C:])
     key[C:] += c
+    # each 2C-sized buffer is dropped once used: the peak memory of a call is
+    # what the allocator maps afresh (and the kernel zeroes) on every call
     ks, order = torch.sort(torch.from_numpy(key), stable=True)
+    del key
     uniq, rank = torch.unique_consecutive(ks, return_inverse=True)
+    del ks
+    eid = np.empty(2 * C, np.int64)
+    eid[order.numpy()] = rank.numpy()
+    del order, rank
     uniq = uniq.numpy()
     edge_index = np.empty((2, uniq.size), np.int64)
     src, dst = edge_index
     torch.div(torch.from_numpy(uniq), N, rounding_mode="floor", out=torch.from_numpy(dst))
     np.multiply(dst, N, out=src)
     np.subtract(uniq, src, out=src)
-    eid = np.empty(2 * C, np.int64)
-    eid[order.numpy()] = rank.numpy()
+    del uniq
     ptr = np.zeros(N + 1, np.int64)
     np.cumsum(np.bincount(dst, minlength=N), out=ptr[1:])
     return edge_index, ptr, eid[:C], eid[C:]
@@ -772,11 +778,17 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         v = int(np.nonzero(nlen <= 1e-12 * wsum)[0][0])
         raise ValueError(f"'mesh_to_data' cannot define a normal at vertex {v}: its face "
                          f"normals cancel out (inconsistently oriented faces?)" + _CLEAN_HINT)
+    # per-corner arrays are dropped once used (a smaller peak is less memory the
+    # allocator maps afresh on every call, see _edges)
+    vmass = np.bincount(a, K.mass, minlength=N)
+    K = K._replace(normal=None, weight=None, mass=None)
+    del Pt, nsum, nlen, wsum
 
     edge_index, ptr, eid_next, eid_prev = _edges(N, a, b, c)
     lap_index, lap_weight = _laplacian(N, edge_index, ptr, eid_next, eid_prev, b, c,
                                        K.half_cot)
-    vmass = np.bincount(a, K.mass, minlength=N)
+    K = K._replace(b=None, c=None, half_cot=None)
+    del b, c
 
     src, dst = edge_index
     E = src.size
@@ -799,6 +811,7 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         rev[eid_prev[cp]] = eid_next[_in_face_index(cp, 2)]
         conn = phi + math.pi
         conn -= phi[rev]
+        del rev, owner_next, owned
         _wrap(conn, out=conn)
         _wrap(phi, out=phi)
     else:
@@ -808,6 +821,8 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         phi = _projected_angle(P[src] - P[dst], frame[dst])
         conn = _extrinsic_connection(normal, frame, src, dst)
     logmap[:, 1] = phi
+    del eid_next, eid_prev, a, angle, F
+    K = K._replace(a=None, angle=None, length=None)
 
     if geodesic_radius is not None:
         s, jj, vec, tra = _geodesic_neighbours(N, edge_index, r, phi, conn,
