@@ -818,8 +818,12 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         r[eid_prev] = _in_face(K.length, 2)
         ref = src[ptr[:-1]]  # smallest neighbour index
         frame = _tangent_frame(normal, P[ref] - P)
-        phi = _projected_angle(P[src] - P[dst], frame[dst])
-        conn = _extrinsic_connection(normal, frame, src, dst)
+        # in blocks of edges: the [E, 3] temporaries of these stay small
+        phi, conn = np.empty(E), np.empty(E)
+        for lo in range(0, E, 16 * _BLOCK):
+            bs, bd = src[lo:lo + 16 * _BLOCK], dst[lo:lo + 16 * _BLOCK]
+            phi[lo:lo + bs.size] = _projected_angle(P[bs] - P[bd], frame[bd])
+            conn[lo:lo + bs.size] = _extrinsic_connection(normal, frame, bs, bd)
     logmap[:, 1] = phi
     del eid_next, eid_prev, a, angle, F
     K = K._replace(a=None, angle=None, length=None)
