@@ -21,13 +21,18 @@ at the largest size meets the goal of at most 3x (issue 11).
 call touched for the first time (minor page faults times the page size,
 median over rounds). It explains most of the growth of ``us/vertex`` with
 the mesh: at 10k vertices the allocator serves every buffer from memory the
-process already holds, at 160k it maps fresh pages for the large ones on
-every call (glibc returns large freed blocks to the system), and the kernel
-zeroes them. With ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``
-set high enough that glibc keeps freed memory (``MALLOC_MMAP_THRESHOLD_=
-1000000000 MALLOC_TRIM_THRESHOLD_=4000000000``), the faults vanish from the
-timed calls and the time per vertex at 160k was 1.05-1.07x that at 10k in
-two runs on the 2-core CPU machine (1.2-1.4x without, in the same session).
+process already holds; at 160k the heap grows by about the call's peak and
+glibc trims it back once the call's buffers are freed (``strace`` shows
+``brk`` up and down on every call, no ``mmap``), so every call touches those
+pages afresh and the kernel zeroes them. How much of the peak is trimmed
+depends on the allocator's state and varies from run to run (50 to 610
+bytes/vertex at 160k in seven runs). With ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` set high enough that glibc keeps freed memory
+(``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=4000000000``),
+the faults vanish from the timed calls and the time per vertex at 160k was
+1.05-1.18x that at 10k in four runs on the 2-core CPU machine (1.16-1.56x
+without, in the same sessions). :func:`mesh_to_data` drops its buffers as
+soon as it is done with them to keep that peak low.
 
 ``peak MiB`` is the peak memory of ``mesh_to_data``, NumPy and torch
 allocations alike: the growth of the peak resident set size of a fresh
