@@ -248,6 +248,26 @@ def _extrinsic_connection(normal: np.ndarray, frame: np.ndarray, src: np.ndarray
     return np.arctan2((rv * frame[dst, 1]).sum(-1), (rv * frame[dst, 0]).sum(-1))
 
 
+#: Edges per block of :func:`_extrinsic_edges`.
+_EDGE_BLOCK = 65536
+
+
+def _extrinsic_edges(P: np.ndarray, normal: np.ndarray, frame: np.ndarray, src: np.ndarray,
+                     dst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    r"""The extrinsic polar angle :math:`\phi_i(j)` (:func:`_projected_angle`
+    of :math:`x_j - x_i`) and connection (:func:`_extrinsic_connection`) of
+    every edge ``j = src -> i = dst``, in blocks of :obj:`_EDGE_BLOCK` edges so
+    that their ``[E, 3]`` temporaries stay small (the results are those of
+    one pass, bit for bit: every operation is per edge)."""
+    E = src.size
+    phi, conn = np.empty(E), np.empty(E)
+    for lo in range(0, E, _EDGE_BLOCK):
+        bs, bd = src[lo:lo + _EDGE_BLOCK], dst[lo:lo + _EDGE_BLOCK]
+        phi[lo:lo + bs.size] = _projected_angle(P[bs] - P[bd], frame[bd])
+        conn[lo:lo + bs.size] = _extrinsic_connection(normal, frame, bs, bd)
+    return phi, conn
+
+
 # --------------------------------------------------------------------------
 # mesh geometry
 # --------------------------------------------------------------------------
@@ -818,12 +838,7 @@ def mesh_to_data(pos: Tensor, face: Tensor, method: str = "intrinsic",
         r[eid_prev] = _in_face(K.length, 2)
         ref = src[ptr[:-1]]  # smallest neighbour index
         frame = _tangent_frame(normal, P[ref] - P)
-        # in blocks of edges: the [E, 3] temporaries of these stay small
-        phi, conn = np.empty(E), np.empty(E)
-        for lo in range(0, E, 16 * _BLOCK):
-            bs, bd = src[lo:lo + 16 * _BLOCK], dst[lo:lo + 16 * _BLOCK]
-            phi[lo:lo + bs.size] = _projected_angle(P[bs] - P[bd], frame[bd])
-            conn[lo:lo + bs.size] = _extrinsic_connection(normal, frame, bs, bd)
+        phi, conn = _extrinsic_edges(P, normal, frame, src, dst)
     logmap[:, 1] = phi
     del eid_next, eid_prev, a, angle, F
     K = K._replace(a=None, angle=None, length=None)

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gdl_pyg.domains.mesh import (_check_pos, _extrinsic_connection, _projected_angle,
-                                  _tangent_frame, _to_out, _unit)
+from gdl_pyg.domains.mesh import (_EDGE_BLOCK, _check_pos, _extrinsic_edges, _tangent_frame,
+                                  _to_out, _unit)
 
 __all__ = ["points_to_data", "estimate_normals"]
 
@@ -240,8 +240,10 @@ def points_to_data(pos: Tensor, k: Optional[int] = None, r: Optional[float] = No
             raise ValueError(f"'{fn}' received zero, NaN or infinite normals")
     ei = edge_index.cpu().numpy()
     src, dst = ei
-    d = P[src] - P[dst]
-    dist = np.linalg.norm(d, axis=-1)
+    dist = np.empty(src.size)  # in blocks: no [E, 3] temporary (see _extrinsic_edges)
+    for lo in range(0, src.size, _EDGE_BLOCK):
+        bs, bd = src[lo:lo + _EDGE_BLOCK], dst[lo:lo + _EDGE_BLOCK]
+        dist[lo:lo + bs.size] = np.linalg.norm(P[bs] - P[bd], axis=-1)
     # reference neighbour: the nearest one (ties by lower index)
     ref = np.arange(N)
     if src.size:
@@ -250,8 +252,7 @@ def points_to_data(pos: Tensor, k: Optional[int] = None, r: Optional[float] = No
         first[1:] = dst[o][1:] != dst[o][:-1]
         ref[dst[o][first]] = src[o][first]
     frame = _tangent_frame(n, P[ref] - P)
-    phi = _projected_angle(d, frame[dst]) if src.size else np.zeros(0)
-    conn = _extrinsic_connection(n, frame, src, dst) if src.size else np.zeros(0)
+    phi, conn = _extrinsic_edges(P, n, frame, src, dst)
     # checked after the cast to the dtype of pos (see mesh_to_data)
     data = Data(pos=pos, normal=_to_out(n, pos, fn, "normal"),
                 frame=_to_out(frame, pos, fn, "frame"),
