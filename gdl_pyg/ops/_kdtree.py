@@ -95,18 +95,22 @@ def _append_example_coordinate(x: np.ndarray, y: np.ndarray, bx: np.ndarray,
 def _select(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int,
             m: Optional[int], r: float, exclude_self: bool,
             bx: Optional[np.ndarray], by: Optional[np.ndarray],
-            by_index: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
-                                     np.ndarray]:
+            by_index: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Selects the neighbours of queries :obj:`q` from their :math:`K`
     candidates ``d, i [R, K]`` (sorted by distance, missing ones with index
-    :obj:`n`). Returns ``(row, rank, col)`` of the kept edges and the
-    positions in :obj:`q` of the queries that need more candidates."""
+    :obj:`n`). Returns ``(row, col)`` of the kept edges (the edges of a query
+    side by side, in output order; or, from :func:`_select_full`, the kept
+    queries and a block of their neighbours) and the positions in :obj:`q` of
+    the queries that need more candidates."""
     num, K_asked = d.shape
     if exclude_self and K_asked > 1 and bool((i[:, 0] == q).all()):
         # Usual case: each query is its own first candidate; dropping that
         # column spares the reordering of the valid candidates below.
         d, i, exclude_self = d[:, 1:], i[:, 1:], False
     K = d.shape[1]
+    if (m is not None and K > m and not exclude_self and bx is None and r == math.inf
+            and not by_index and bool((i[:, -1] < n).all())):
+        return _select_full(d, i, q, n, m, K_asked)
     found = i < n
     inside = found & (d < r)
     if bx is not None:  # Same example only.
@@ -148,8 +152,32 @@ def _select(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int,
         ik.sort(axis=1)
     mask = np.arange(K)[None, :] < keep[:, None]
     row = np.broadcast_to(q[:, None], (num, K))[mask]
-    rank = np.broadcast_to(np.arange(K)[None, :], (num, K))[mask]
-    return row, rank, ik[mask], np.nonzero(redo)[0]
+    return row, ik[mask], np.nonzero(redo)[0]
+
+
+def _select_full(d: np.ndarray, i: np.ndarray, q: np.ndarray, n: int, m: int,
+                 K_asked: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r""":func:`_select` of a k-NN search (``m`` nearest, no radius, no
+    batch, the self match already dropped) where every query received all
+    its ``K > m`` candidates: all are valid, so the first ``m`` of the
+    canonical (distance, index) order are kept, without the masks and the
+    reordering of invalid candidates of the general case. Returns the kept
+    queries ``[R']``, their neighbours as a block ``[R', m]`` (a view where
+    possible) and the positions in :obj:`q` of the queries to ask again."""
+    num, K = d.shape
+    tied = d[:, 1:] == d[:, :-1]  # rare: one pass, then the few rows
+    ik = i
+    if bool(tied.any()):  # tied rows: by (distance, index); distances stay sorted
+        t = np.unique(np.flatnonzero(tied) // (K - 1))
+        ik = i.copy()
+        ik[t] = np.take_along_axis(i[t], np.lexsort((i[t], d[t]), axis=1), axis=1)
+    # unreturned points lie at distance >= d[:, -1]: a query whose last kept
+    # candidate is tied with it is asked again with more candidates
+    redo = np.zeros(num, bool) if K_asked == n else d[:, m - 1] >= d[:, -1]
+    if bool(redo.any()):
+        kept = np.nonzero(~redo)[0]
+        q, ik = q[kept], ik[kept]
+    return q, ik[:, :m], np.nonzero(redo)[0]
 
 
 def _pairs_route(tree: cKDTree, pts: np.ndarray, r: float,
@@ -171,10 +199,11 @@ def _pairs_route(tree: cKDTree, pts: np.ndarray, r: float,
 
 
 def _radius_pairs(tree: cKDTree, xn: np.ndarray, r: float, bound: float,
-                  m: Optional[int], loop: bool,
-                  bx: Optional[np.ndarray]) -> np.ndarray:
+                  m: Optional[int], loop: bool, bx: Optional[np.ndarray],
+                  flip: bool = False) -> np.ndarray:
     r"""Self radius search through :meth:`cKDTree.query_pairs`. Returns
-    ``[2, E]`` int64 (row: target, col: source), sorted by row, then col."""
+    ``[2, E]`` int64 (row: target, col: source; with :obj:`flip` the source
+    first), sorted by target, then source."""
     n = xn.shape[0]
     pairs = tree.query_pairs(bound, output_type="ndarray")
     a = np.minimum(pairs[:, 0], pairs[:, 1])
@@ -219,11 +248,12 @@ def _radius_pairs(tree: cKDTree, xn: np.ndarray, r: float, bound: float,
     csr = coo_matrix((data, (row, col)), shape=(n, n)).tocsr()
     del row, col, data
     out = np.empty((2, num), dtype=np.int64)
-    out[0] = np.repeat(np.arange(n, dtype=np.int64), count)
-    out[1] = csr.indices
+    tgt, src = (out[1], out[0]) if flip else (out[0], out[1])
+    tgt[:] = np.repeat(np.arange(n, dtype=np.int64), count)
+    src[:] = csr.indices
     if overflow:  # Keep the m nearest (ties by index) of crowded targets.
-        entry = np.nonzero((count > m)[out[0]])[0]
-        r_e, c_e, d_e = out[0, entry], out[1, entry], csr.data[entry]
+        entry = np.nonzero((count > m)[tgt])[0]
+        r_e, c_e, d_e = tgt[entry], src[entry], csr.data[entry]
         perm = np.lexsort((c_e, d_e, r_e))
         num_e = count[count > m]
         start = np.repeat(np.cumsum(num_e) - num_e, num_e)
@@ -231,6 +261,42 @@ def _radius_pairs(tree: cKDTree, xn: np.ndarray, r: float, bound: float,
         keep = np.ones(num, dtype=bool)
         keep[entry[perm[rank >= m]]] = False
         out = out[:, keep]
+    return out
+
+
+def _assemble(rows: List[np.ndarray], cols: List[np.ndarray], num_queries: int,
+              flip: bool = False) -> np.ndarray:
+    r"""The ``[2, E]`` edges (query, neighbour; with :obj:`flip` the
+    neighbour first) in query order from the answers of :func:`_select`
+    (each query answered once, its edges side by side in output order): flat
+    ``(row, col)`` pairs, or blocks (the kept queries and ``[R, m]``
+    neighbours) of :func:`_select_full`. Where every answer is a block of one
+    width, whole rows of neighbours move at once."""
+    i_row, i_col = (1, 0) if flip else (0, 1)
+    widths = {c.shape[1] for c in cols if c.ndim == 2}
+    if len(widths) == 1 and all(c.ndim == 2 for c in cols) and widths != {0}:
+        m = widths.pop()
+        out = np.empty((2, num_queries * m), dtype=np.int64)
+        out[i_row] = np.repeat(np.arange(num_queries, dtype=np.int64), m)
+        block = out[i_col].reshape(num_queries, m)
+        for q, c in zip(rows, cols):
+            block[q] = c
+        return out
+    row = np.concatenate([np.repeat(q, c.shape[1]) if c.ndim == 2 else q
+                          for q, c in zip(rows, cols)])
+    col = np.concatenate([c.reshape(-1) for c in cols])
+    count = np.bincount(row, minlength=num_queries)
+    ptr = np.zeros(num_queries, dtype=np.int64)
+    np.cumsum(count[:-1], out=ptr[1:])
+    out = np.empty((2, col.size), dtype=np.int64)
+    out[i_row] = np.repeat(np.arange(num_queries, dtype=np.int64), count)
+    # an edge's rank is its distance from the first edge of its query's block
+    first = np.ones(row.size, bool)
+    np.not_equal(row[1:], row[:-1], out=first[1:])
+    start = np.flatnonzero(first)
+    pos = np.arange(row.size) - np.repeat(start, count[row[start]])
+    pos += ptr[row]
+    out[i_col, pos] = col
     return out
 
 
@@ -246,6 +312,7 @@ def kdtree_search(
     exclude_self: bool = False,
     by_index: bool = False,
     block_size: int = 2**26,
+    flip: bool = False,
 ) -> Tensor:
     r"""Exact neighbour search of the queries :obj:`y` (or :obj:`x` itself
     if :obj:`y` is :obj:`None`) among :obj:`x` with a KD-tree.
@@ -268,10 +335,13 @@ def kdtree_search(
         by_index (bool, optional): Order the neighbours of a query by index
             (radius searches) instead of by (distance, index) (k-NN).
         block_size (int, optional): Bound on the candidates held at once.
+        flip (bool, optional): Return col first (``source_to_target`` edges
+            of a graph, without a copy to swap them).
 
     Returns:
         :class:`torch.LongTensor` :math:`[2, E]` on the device of :obj:`x`:
-        row (index into :obj:`y`), col (index into :obj:`x`), sorted by row.
+        row (index into :obj:`y`), col (index into :obj:`x`), sorted by row;
+        with :obj:`flip`, ``[col, row]``.
     """
     self_search = y is None
     xn = _to_numpy64(x)
@@ -298,7 +368,7 @@ def kdtree_search(
     if self_search and k is None and by_index and math.isfinite(r) and \
             _pairs_route(tree, xn, bound, m, block_size):
         plain = xn if bx is None else xn_plain
-        out = _radius_pairs(tree, plain, r, bound, m, not exclude_self, bx)
+        out = _radius_pairs(tree, plain, r, bound, m, not exclude_self, bx, flip)
         return torch.from_numpy(out).to(x.device)
     if self_search:
         order = tree.indices
@@ -312,7 +382,6 @@ def kdtree_search(
     else:
         K = min(m + int(exclude_self) + 1, n)
     rows: List[np.ndarray] = []
-    ranks: List[np.ndarray] = []
     cols: List[np.ndarray] = []
     pending = order
     while pending.size > 0:
@@ -325,23 +394,11 @@ def kdtree_search(
             d, i = tree.query(yn[q], k=K, distance_upper_bound=bound,
                               workers=workers)
             d, i = d.reshape(q.size, K), i.reshape(q.size, K)
-            row, rank, col, redo = _select(d, i, q, n, m, r, exclude_self,
-                                           bx, by, by_index)
+            row, col, redo = _select(d, i, q, n, m, r, exclude_self, bx, by,
+                                     by_index)
             rows.append(row)
-            ranks.append(rank)
             cols.append(col)
             again.append(q[redo])
         pending = np.concatenate(again)
         K = min(2 * K, n)
-    row = np.concatenate(rows)
-    rank = np.concatenate(ranks)
-    col = np.concatenate(cols)
-    # Scatter the edges into query order (each query was answered once and
-    # its edges carry their rank).
-    count = np.bincount(row, minlength=num_queries)
-    ptr = np.zeros(num_queries, dtype=np.int64)
-    np.cumsum(count[:-1], out=ptr[1:])
-    out = np.empty((2, col.size), dtype=np.int64)
-    out[0] = np.repeat(np.arange(num_queries, dtype=np.int64), count)
-    out[1, ptr[row] + rank] = col
-    return torch.from_numpy(out).to(x.device)
+    return torch.from_numpy(_assemble(rows, cols, num_queries, flip)).to(x.device)

@@ -265,11 +265,9 @@ def knn_graph(
     if x.numel() == 0:
         return _empty_edges(x.device)
     if impl == "scipy":
-        row, col = kdtree_search(x, None, batch, batch, k=k,
-                                 exclude_self=not loop, block_size=block_size)
-    else:
-        row, col = _knn_torch(x, x, k, batch, batch, b, cosine, not loop,
-                              block_size)
+        return kdtree_search(x, None, batch, batch, k=k, exclude_self=not loop,
+                             block_size=block_size, flip=flow == "source_to_target")
+    row, col = _knn_torch(x, x, k, batch, batch, b, cosine, not loop, block_size)
     if flow == "source_to_target":
         return torch.stack([col, row], dim=0)
     return torch.stack([row, col], dim=0)

@@ -268,13 +268,12 @@ def radius_graph(
     if x.numel() == 0:
         return _empty_edges(x.device)
     if impl == "scipy":
-        row, col = kdtree_search(x, None, batch, batch, r=r,
-                                 max_num_neighbors=max_num_neighbors,
-                                 exclude_self=not loop, by_index=True,
-                                 block_size=block_size)
-    else:
-        row, col = _radius_torch(x, x, r, batch, batch, b,
-                                 max_num_neighbors, not loop, block_size)
+        return kdtree_search(x, None, batch, batch, r=r,
+                             max_num_neighbors=max_num_neighbors,
+                             exclude_self=not loop, by_index=True,
+                             block_size=block_size, flip=flow == "source_to_target")
+    row, col = _radius_torch(x, x, r, batch, batch, b, max_num_neighbors, not loop,
+                             block_size)
     if flow == "source_to_target":
         return torch.stack([col, row], dim=0)
     return torch.stack([row, col], dim=0)
