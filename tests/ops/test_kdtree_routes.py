@@ -2,6 +2,7 @@ r"""The two routes of the KD-tree radius graph (all pairs through
 ``cKDTree.query_pairs``, and K candidates per query) and the fast self
 exclusion of the k-NN graph return exactly the edges of the torch backend,
 in the same order."""
+import numpy as np
 import pytest
 import torch
 
@@ -138,3 +139,48 @@ def test_broken_pairs_route_is_caught(monkeypatch):
     expected = radius_graph(x, 0.2, backend="torch")
     assert out.size(1) == expected.size(1)
     assert not torch.equal(out, expected)
+
+
+def spy_on(monkeypatch, name):
+    calls = []
+    original = getattr(kdtree, name)
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(kdtree, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("lattice", [False, True])
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("flow", ["source_to_target", "target_to_source"])
+def test_knn_full_candidates_route_equals_torch_backend(monkeypatch, lattice, loop, flow):
+    # Without batch every query gets all its candidates: the k-NN selection takes
+    # the block route (_select_full), asking tied rows again on a lattice, and
+    # the edges are those of the torch backend, in either flow.
+    gen = torch.Generator().manual_seed(5)
+    if lattice:
+        g = torch.arange(7, dtype=torch.float64)
+        x = torch.cartesian_prod(g, g, g)
+        x = x[torch.randperm(x.size(0), generator=gen)]
+    else:
+        x = torch.rand(500, 3, generator=gen, dtype=torch.float64)
+    calls = spy_on(monkeypatch, "_select_full")
+    for k in [1, 6, 16]:
+        out = knn_graph(x, k, loop=loop, flow=flow, backend="scipy")
+        assert torch.equal(out, knn_graph(x, k, loop=loop, flow=flow, backend="torch"))
+        assert out.is_contiguous()
+    assert len(calls) >= 3
+
+
+def test_broken_full_candidates_route_is_caught(monkeypatch):
+    # The comparison above fails if the block route keeps the wrong candidates
+    # (here: the farthest k instead of the nearest).
+    def farthest(d, i, q, n, m, K_asked):
+        return q, i[:, -m:], np.zeros(0, dtype=np.int64)
+
+    monkeypatch.setattr(kdtree, "_select_full", farthest)
+    x = torch.rand(300, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    assert not torch.equal(knn_graph(x, 4, backend="scipy"), knn_graph(x, 4, backend="torch"))
