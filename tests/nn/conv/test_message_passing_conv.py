@@ -113,6 +113,11 @@ def test_default_message_gathers_only_x_j(monkeypatch):
     ref = GINConv(nn, eps=0.1)  # built first: its reset_parameters() re-draws 'nn'
     conv = MessagePassingConv(phi=nn, eps=0.1)  # shares the weights of 'ref'
     assert (conv(data.x, data.edge_index) - ref(data.x, data.edge_index)).abs().max() < 1e-10
+    assert gathered == []  # eager on the CPU: one sparse product, no gather at all
+    # PyG's propagate (taken here because a hook is registered) gathers x_j only
+    handle = conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
+    assert (conv(data.x, data.edge_index) - ref(data.x, data.edge_index)).abs().max() < 1e-10
+    handle.remove()
     assert gathered == [(N, 8)]
     gathered.clear()
     gine = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8).double()
@@ -660,3 +665,126 @@ def test_decomposed_layers_equals_ginconv_and_bad_values():
     conv.explain = True
     with pytest.raises(ValueError, match="while explaining"):
         conv.decomposed_layers = 2
+
+
+# --- issue 11: the default message summed as one sparse product ----------------------
+def gather_path(conv):
+    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
+    sparse product off); returns the hook's handle."""
+    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
+
+
+def forward_and_grads(conv, x, *args, **kwargs):
+    xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x,))]
+    out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], *args, **kwargs)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    grads = torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()))
+    return out, grads
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean"])
+@pytest.mark.parametrize("case", ["sorted", "unsorted", "duplicates", "bipartite", "static",
+                                  "flow", "no_edges", "float32"])
+def test_sum_as_sparse_product_equals_gather_and_ginconv(monkeypatch, aggr, case):
+    # eager on the CPU, the default message x_j is summed (averaged) over edge_index as
+    # one sparse product: the same output bit for bit as PyG's gather and scatter (the
+    # edges of a target are added in their order), and the same gradients to rounding
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+
+    dtype = torch.float32 if case == "float32" else torch.float64
+    data = random_graph(num_nodes=30, num_edges=200, dtype=dtype, seed=3)
+    x, ei = data.x, data.edge_index
+    kwargs = {}
+    if case == "sorted":
+        ei = ei[:, torch.argsort(ei[1], stable=True)]
+    elif case == "duplicates":  # parallel edges, each summed (as GINConv does)
+        ei = torch.cat([ei, ei[:, :25]], dim=1)
+    elif case == "bipartite":  # 30 sources, 7 targets
+        ei = ei[:, ei[1] < 7]
+        x = (x, torch.randn(7, 8, dtype=dtype))
+    elif case == "static":  # [B, N, F]: three signals on one graph
+        x = torch.randn(3, 30, 8, dtype=dtype)
+    elif case == "flow":
+        kwargs["flow"] = "target_to_source"
+    elif case == "no_edges":
+        ei = ei[:, :0]
+    built = []
+    original = mpc.csr_adjacency
+    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+    nn = mlp(8, 8).to(dtype)
+    ref = GINConv(nn, eps=0.3, aggr=aggr)  # built first: its reset re-draws 'nn'
+    conv = MessagePassingConv(phi=nn, eps=0.3, aggr=aggr, **kwargs)
+    out, grads = forward_and_grads(conv, x, ei)
+    assert built == [1]
+    handle = gather_path(conv)
+    g_out, g_grads = forward_and_grads(conv, x, ei)
+    handle.remove()
+    assert built == [1]  # the hook turned the product off
+    assert torch.equal(out, g_out)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for g, h in zip(grads, g_grads):
+        assert (g - h).abs().max() <= tol * (1 + h.abs().max())
+    if case not in ("static", "flow"):  # GINConv has neither
+        assert torch.equal(out, ref(x, ei))
+
+
+def test_sum_as_sparse_product_only_where_it_applies(monkeypatch):
+    # the product is built only for the default message over a dense CPU edge_index
+    # with a sum or mean, and float features; everything else takes PyG's propagate
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+
+    built = []
+    original = mpc.csr_adjacency
+    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+    data = random_graph(dtype=torch.float32)
+    x, ei, ea = data.x, data.edge_index, data.edge_attr
+    MessagePassingConv(aggr="max")(x, ei)
+    MessagePassingConv(psi=mlp(16, 8))(x, ei)
+    MessagePassingConv(edge_dim=3, in_channels=8)(x, ei, ea)
+    MessagePassingConv()(x, to_torch_csr_tensor(ei, size=(12, 12)))
+    MessagePassingConv()(x, ei.int())
+    MessagePassingConv()(x.bfloat16(), ei)  # half precision: PyG's scatter
+    MessagePassingConv(decomposed_layers=2)(x, ei)
+    MessagePassingConv()((x, None), ei)  # the number of targets comes from edge_index
+    assert built == []
+    MessagePassingConv()(x, ei)
+    assert built == [1]
+
+
+def test_sum_as_sparse_product_double_backward():
+    # second derivatives (forces of a potential trained on energies) go through it
+    data = random_graph(num_nodes=20, num_edges=80)
+    conv = MessagePassingConv(phi=torch.nn.Tanh(), eps=0.1)
+    x = data.x.clone().requires_grad_()
+
+    def hessian_term(conv):
+        gx, = torch.autograd.grad(conv(x, data.edge_index).pow(2).sum(), x, create_graph=True)
+        hx, = torch.autograd.grad(gx.pow(2).sum(), x)
+        return hx
+
+    product = hessian_term(conv)
+    handle = gather_path(conv)
+    gather = hessian_term(conv)
+    handle.remove()
+    assert (product - gather).abs().max() <= 1e-10 * (1 + gather.abs().max())
+
+
+def test_broken_sparse_product_is_caught(monkeypatch):
+    # the comparison above fails if the CSR pattern loses the edge order (here:
+    # the targets' rows of an unsorted edge_index taken without sorting)
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+
+    def unsorted(edge_index, num_src, num_dst, flow, dtype):
+        src, dst = edge_index
+        crow = torch.zeros(num_dst + 1, dtype=torch.long)
+        crow[1:] = torch.bincount(dst, minlength=num_dst).cumsum(0)
+        return torch.sparse_csr_tensor(crow, src, torch.ones(src.numel(), dtype=dtype),
+                                       (num_dst, num_src), check_invariants=False)
+
+    monkeypatch.setattr(mpc, "csr_adjacency", unsorted)
+    data = random_graph(num_nodes=30, num_edges=200, seed=3)
+    conv = MessagePassingConv()
+    out = conv(data.x, data.edge_index)
+    handle = gather_path(conv)
+    assert not torch.allclose(out, conv(data.x, data.edge_index))
+    handle.remove()
