@@ -384,7 +384,13 @@ class MessagePassingConv(MessagePassing):
     accepted everywhere; edge features then come from its (2-d) values unless
     :obj:`edge_attr` is given. When :obj:`psi` is :obj:`None` and there are no
     edge features, the message is linear in :math:`\mathbf{x}_v` and the
-    sparse-adjacency path is one sparse matrix product. An uncoalesced COO
+    sparse-adjacency path is one sparse matrix product. Eagerly on the CPU,
+    a dense :obj:`edge_index` with the sum or mean aggregation takes that
+    path too, through its CSR pattern built in the call
+    (:func:`csr_adjacency`), instead of gathering an
+    :math:`|\mathcal{E}| \times F` tensor and scattering it back: the same
+    output bit for bit (the messages of a target are added in edge order),
+    the same gradients up to rounding. An uncoalesced COO
     tensor is read as PyG's :class:`~torch_geometric.nn.conv.MessagePassing`
     reads it: every stored entry is an edge, in storage order, so duplicate
     entries are parallel edges whose messages are summed (with unit values,
