@@ -17,7 +17,8 @@ from torch_geometric.utils import (is_torch_sparse_tensor, scatter, spmm, to_tor
 from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_choice,
                                                   check_graph_input, check_module,
                                                   check_module_input, check_size,
-                                                  combine_update, is_uncoalesced_coo,
+                                                  combine_update, csr_adjacency, csr_aggregate,
+                                                  eager_cpu_product, is_uncoalesced_coo,
                                                   parts_row,
                                                   plain_propagate, sparse_parts,
                                                   sparse_sum_nodes, spmm_nodes)
@@ -338,6 +339,7 @@ class ConvolutionalConv(MessagePassing):
         self._cached_edge_index: Optional[Tuple[Tensor, OptTensor]] = None
         self._cached_adj_t = None
         self._cached_scale: Optional[Tuple[Adj, Tensor, OptTensor]] = None
+        self._cached_csr: OptTensor = None
         self._default_psi = psi is None
         if psi is None:
             src = in_channels if isinstance(in_channels, int) else in_channels[0]
@@ -358,6 +360,7 @@ class ConvolutionalConv(MessagePassing):
         self._cached_edge_index = None
         self._cached_adj_t = None
         self._cached_scale = None
+        self._cached_csr = None
 
     def _sparse_scale(self, adj_t: Adj, dtype: torch.dtype) -> Tuple[Adj, Tensor, OptTensor]:
         # the node scalings of `sparse_gcn_scale`; with `cached=True`, those of the
@@ -404,6 +407,18 @@ class ConvolutionalConv(MessagePassing):
                                                             fill_value=fill,
                                                             num_nodes=num_nodes)
         return edge_index, edge_weight
+
+    def _csr(self, edge_index: Tensor, edge_weight: OptTensor, num_src: int, num_dst: int,
+             dtype: torch.dtype) -> Tensor:
+        # with `cached=True`, the CSR of the first call, as its normalised edges
+        # (GCNConv caches the normalisation only: nothing without it)
+        cache = self.cached and self.normalize
+        if cache and self._cached_csr is not None:
+            return self._cached_csr
+        adj_t = csr_adjacency(edge_index, num_src, num_dst, self.flow, dtype, edge_weight)
+        if cache:
+            self._cached_csr = adj_t
+        return adj_t
 
     def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
                 edge_weight: OptTensor = None, size: Size = None) -> Tensor:
@@ -459,7 +474,16 @@ class ConvolutionalConv(MessagePassing):
             if size is None and bipartite and x_dst is not None and \
                     isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
                 size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
-            out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
+            num_dst = x_src.size(self.node_dim) if not bipartite else \
+                (size[1] if size is not None else None)
+            if num_dst is not None and (size is None or size[0] in (None, h.size(self.node_dim))) \
+                    and eager_cpu_product(self, edge_index, h, edge_weight):
+                # the weighted sum as one sparse product over the CSR of the (normalised)
+                # edges, instead of PyG's gather and scatter (see eager_cpu_product)
+                adj_t = self._csr(edge_index, edge_weight, h.size(self.node_dim), num_dst, h.dtype)
+                out = csr_aggregate(adj_t, h, self.aggr, self.node_dim)
+            else:
+                out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
         if self.bias is not None:
             out = out + self.bias
         out = combine_update(self.combine, x_dst, out)

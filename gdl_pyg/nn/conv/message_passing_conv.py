@@ -21,7 +21,8 @@ from gdl_pyg.typing import WITH_TORCH_SPARSE
 from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["MessagePassingConv", "combine_update", "check_module", "sparse_parts",
-           "sparse_sum_nodes", "coo_entries", "check_decomposed_layers", "csr_adjacency"]
+           "sparse_sum_nodes", "coo_entries", "check_decomposed_layers", "csr_adjacency",
+           "eager_cpu_product", "csr_aggregate"]
 
 COMBINE_MODES = ("none", "add", "cat")
 MESSAGE_INPUTS = ("cat", "diff", "args")
@@ -87,29 +88,74 @@ def spmm_nodes(adj_t: Adj, x: Tensor, reduce: str = "sum", node_dim: int = -2) -
 
 
 def csr_adjacency(edge_index: Tensor, num_src: int, num_dst: int, flow: str,
-                  dtype: torch.dtype) -> Tensor:
-    r"""The pattern of a dense :obj:`edge_index` as a :obj:`torch.sparse_csr`
-    adjacency :math:`(|\mathcal{V}_{dst}|, |\mathcal{V}_{src}|)` with unit
-    values (a row per target, PyG's :obj:`adj_t`), so that a sum of the
-    source features over the edges is one sparse product instead of a gather
-    into an :math:`E \times F` tensor and a scatter-add. The edges of a row
-    keep their order in :obj:`edge_index` (a stable sort by target, skipped
-    when :obj:`edge_index` is sorted by target already, as PyG's and
-    gdl_pyg's converters write it): the product adds the messages of a target
-    in the order of PyG's scatter, so the sums are the same bit for bit;
-    duplicate edges stay parallel edges."""
+                  dtype: torch.dtype, edge_weight: OptTensor = None) -> Tensor:
+    r"""A dense :obj:`edge_index` as a :obj:`torch.sparse_csr` adjacency
+    :math:`(|\mathcal{V}_{dst}|, |\mathcal{V}_{src}|)` (a row per target,
+    PyG's :obj:`adj_t`) with the values :obj:`edge_weight` (unit values if
+    :obj:`None`), so that a (weighted) sum of the source features over the
+    edges is one sparse product instead of a gather into an
+    :math:`E \times F` tensor and a scatter-add. The edges of a row keep
+    their order in :obj:`edge_index` (a stable sort by target, skipped when
+    :obj:`edge_index` is sorted by target already, as PyG's and gdl_pyg's
+    converters write it): the product adds the messages of a target in the
+    order of PyG's scatter, so the sums are the same bit for bit; duplicate
+    edges stay parallel edges."""
     j, i = (0, 1) if flow == "source_to_target" else (1, 0)
     src, dst = edge_index[j], edge_index[i]
+    values = edge_weight if edge_weight is not None else \
+        torch.ones(src.numel(), dtype=dtype, device=edge_index.device)
     if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
         perm = torch.argsort(dst, stable=True)
         src, dst = src.index_select(0, perm), dst.index_select(0, perm)
+        if edge_weight is not None:
+            values = values.index_select(0, perm)
     crow = torch.zeros(num_dst + 1, dtype=torch.long, device=edge_index.device)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
-    ones = torch.ones(src.numel(), dtype=dtype, device=edge_index.device)
     with warnings.catch_warnings():  # torch's "CSR support is in beta state", for users
         warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, src, ones, (num_dst, num_src),
+        return torch.sparse_csr_tensor(crow, src, values, (num_dst, num_src),
                                        check_invariants=False)
+
+
+def csr_aggregate(adj_t: Tensor, x: Tensor, aggr: str, node_dim: int = -2) -> Tensor:
+    r"""The sum (:obj:`aggr` ``"add"`` / ``"sum"``) or mean (``"mean"``) of
+    the messages over a :func:`csr_adjacency`: one sparse product, and for
+    the mean a division by the number of entries of each row (at least 1),
+    as PyG's scatter computes it, so that the results are the same bit for
+    bit."""
+    out = spmm_nodes(adj_t, x, "sum", node_dim)
+    if aggr == "mean":
+        crow = adj_t.crow_indices()
+        shape = [1] * out.dim()
+        shape[node_dim] = -1
+        out = out / (crow[1:] - crow[:-1]).clamp(min=1).to(out.dtype).view(shape)
+    return out
+
+
+def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
+                      edge_weight: OptTensor = None) -> bool:
+    r"""Whether a layer sums its (weighted) message :math:`w_{ij}
+    \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product over
+    :func:`csr_adjacency` instead of PyG's gather and scatter-add: in eager
+    mode, on the CPU, for float32 / float64 features, a sum or mean
+    aggregation, and when nothing of PyG's :meth:`propagate` would be skipped
+    (hooks, explanations, decomposed layers; see :func:`plain_propagate`).
+    Weights must have the dtype of the features and need no gradient. On one
+    thread the product with its CSR built in the call runs a GIN layer's
+    aggregation forward and backward about 4x faster than the gather and
+    scatter, which move an :math:`E \times F` tensor each way
+    (``scripts/bench_graph.py``). Compiled, the gather and scatter stay:
+    inductor fuses them into one loop, and dynamo takes no sparse tensors."""
+    if torch.compiler.is_compiling() or not isinstance(edge_index, Tensor) \
+            or edge_index.layout != torch.strided or edge_index.dtype != torch.long \
+            or edge_index.device.type != "cpu" or module.aggr not in ("add", "sum", "mean"):
+        return False
+    if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        return False
+    if edge_weight is not None and (edge_weight.dtype != x.dtype or edge_weight.dim() != 1
+                                    or edge_weight.requires_grad):
+        return False
+    return plain_propagate(module)
 
 
 SparseParts = Tuple[int, OptTensor, OptTensor, Tensor, OptTensor]
@@ -634,8 +680,7 @@ class MessagePassingConv(MessagePassing):
             # sparse product over its CSR pattern (see csr_adjacency)
             adj_t = csr_adjacency(edge_index, x_src.size(self.node_dim), size[1], self.flow,
                                   x_src.dtype)
-            out = spmm_nodes(adj_t, x_src, "mean" if self.aggr == "mean" else "sum",
-                             self.node_dim)
+            out = csr_aggregate(adj_t, x_src, self.aggr, self.node_dim)
             return self._update(x_dst, out)
         if self.psi is None and edge_attr is not None:
             # the GINE edge term, once per call (the message adds it to x_j)
@@ -666,29 +711,14 @@ class MessagePassingConv(MessagePassing):
 
     def _sum_as_sparse_product(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
                                size: Optional[Tuple[int, int]]) -> bool:
-        r"""Whether :meth:`forward` sums the default message :math:`\mathbf{x}_j`
-        over a dense :obj:`edge_index` as one sparse product
-        (:func:`csr_adjacency`) instead of PyG's gather and scatter-add: in
-        eager mode on the CPU, for the sum or mean aggregation of float32 /
-        float64 features, when the number of targets is known and nothing of
-        PyG's :meth:`propagate` would be skipped (hooks, explanations,
-        decomposed layers). On one thread the product with its CSR built in
-        the call runs a GIN layer's aggregation forward and backward about 4x
-        faster than the gather and scatter, which move an :math:`E \times F`
-        tensor each way (``scripts/bench_graph.py``). Compiled, the gather and
-        scatter stay: inductor fuses them into one loop, and dynamo takes no
-        sparse tensors."""
-        if torch.compiler.is_compiling() or self.psi is not None or edge_attr is not None:
-            return False
-        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided \
-                or edge_index.dtype != torch.long or edge_index.device.type != "cpu":
-            return False
-        if self.aggr not in ("add", "sum", "mean") or size is None or size[1] is None:
+        r"""Whether :meth:`forward` sums the default message
+        :math:`\mathbf{x}_j` over :obj:`edge_index` as one sparse product
+        (:func:`eager_cpu_product`), which also needs the number of targets."""
+        if self.psi is not None or edge_attr is not None or size is None or size[1] is None:
             return False
         if size[0] is not None and size[0] != x_src.size(self.node_dim):
             return False
-        return x_src.dtype in (torch.float32, torch.float64) and x_src.device.type == "cpu" \
-            and plain_propagate(self)
+        return eager_cpu_product(self, edge_index, x_src)
 
     def _compiled_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
                                x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:

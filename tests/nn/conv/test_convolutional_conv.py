@@ -69,7 +69,7 @@ def test_equals_gcnconv(normalize, improved, weighted, loops):
                              add_self_loops=normalize).double()
     copy_from(conv, ref)
     expected = ref(data.x, data.edge_index, w)
-    gather = conv(data.x, data.edge_index, w)  # gather-scatter path
+    gather = conv(data.x, data.edge_index, w)  # edge_index path (a sparse product)
     assert (gather - expected).abs().max() < 1e-10
     # sparse-matmul path (message_and_aggregate), torch.sparse CSR and COO adj_t
     for to_sparse in (to_torch_csr_tensor, to_torch_coo_tensor):
@@ -568,3 +568,85 @@ def test_decomposed_layers_equal_undecomposed(normalize):
     assert (split(x3, data.edge_index) - conv(x3, data.edge_index)).abs().max() < 1e-12
     adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
     assert (split(data.x, adj_t) - conv(data.x, adj_t)).abs().max() < 1e-12
+
+
+# --- issue 11: the weighted sum over edge_index as one sparse product -----------------
+def propagate_path(conv):
+    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
+    sparse product off); returns the hook's handle."""
+    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
+
+
+@pytest.mark.parametrize("case", ["normalize", "improved_loops", "weighted", "plain", "mean",
+                                  "bipartite", "static", "flow", "float32", "cached"])
+def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
+    # eager on the CPU the normalised (weighted) sum over edge_index is one sparse
+    # product over the CSR of the edges: PyG's propagate's output bit for bit, its
+    # gradients to rounding
+    import gdl_pyg.nn.conv.convolutional_conv as cc
+
+    dtype = torch.float32 if case == "float32" else torch.float64
+    data = random_graph(num_nodes=30, num_edges=150, dtype=dtype, loops=case == "improved_loops")
+    x, ei, w = data.x, data.edge_index, None
+    kwargs = dict(normalize=case not in ("plain", "mean", "bipartite"),
+                  improved=case == "improved_loops", cached=case == "cached")
+    if case in ("weighted", "improved_loops", "mean"):
+        w = data.edge_weight
+    if case == "mean":
+        kwargs.update(aggr="mean", add_self_loops=True)
+    elif case == "bipartite":
+        ei = ei[:, ei[1] < 7]
+        x = (x, torch.randn(7, 8, dtype=dtype))
+        kwargs.update(add_self_loops=False)
+    elif case == "static":
+        x = torch.randn(3, 30, 8, dtype=dtype)
+    elif case == "flow":
+        kwargs.update(flow="target_to_source")
+    built = []
+    original = cc.csr_adjacency
+    monkeypatch.setattr(cc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+    conv = ConvolutionalConv(8, 16, **kwargs).to(dtype)
+    torch.nn.init.normal_(conv.bias)
+
+    def run():
+        xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x,))]
+        out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], ei, w)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+        return out, torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()),
+                                        allow_unused=True)  # x_dst: combine="none"
+
+    out, grads = run()
+    if case == "cached":  # the CSR of the first call is reused
+        out, grads = run()
+    assert built == [1]
+    handle = propagate_path(conv)
+    ref, ref_grads = run()
+    handle.remove()
+    assert built == [1]
+    assert torch.equal(out, ref)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for g, h in zip(grads, ref_grads):
+        assert (g is None) == (h is None)
+        assert g is None or (g - h).abs().max() <= tol * (1 + h.abs().max())
+
+
+def test_edge_index_sparse_product_only_where_it_applies(monkeypatch):
+    import gdl_pyg.nn.conv.convolutional_conv as cc
+
+    built = []
+    original = cc.csr_adjacency
+    monkeypatch.setattr(cc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+    data = random_graph(dtype=torch.float32)
+    x, ei, w = data.x, data.edge_index, data.edge_weight
+    conv = ConvolutionalConv(8, 16)
+    conv(x, ei, w.clone().requires_grad_())  # a learnt edge weight: PyG's propagate
+    conv(x, ei, w.double())  # weights of another dtype: PyG's type promotion
+    ConvolutionalConv(8, 16, normalize=False, add_self_loops=False)(x, ei.int())
+    ConvolutionalConv(8, 16, decomposed_layers=2)(x, ei)
+    assert built == []
+    # without normalisation the CSR is built in every call, even with cached=True
+    # (GCNConv caches the normalisation only), so a new graph is seen
+    plain = ConvolutionalConv(8, 16, normalize=False, cached=True)
+    first = plain(x, ei)
+    second = plain(x, ei[:, :10])
+    assert built == [1, 1] and not torch.equal(first, second)
