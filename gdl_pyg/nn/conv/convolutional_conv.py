@@ -238,7 +238,13 @@ class ConvolutionalConv(MessagePassing):
     per-node :math:`\psi(\mathbf{x}_v)`, a sparse adjacency input (a
     :obj:`torch.sparse` COO/CSR tensor or a :class:`torch_sparse.SparseTensor`,
     transposed like PyG's :obj:`adj_t`) is aggregated by one sparse matrix
-    product; :obj:`edge_index` input takes the gather-scatter path. A sparse
+    product. So is :obj:`edge_index` input, eagerly on the CPU, through the
+    CSR of its (normalised) edges built in the call
+    (:func:`~gdl_pyg.nn.conv.message_passing_conv.csr_adjacency`; kept with
+    :obj:`cached=True`): the output of PyG's gather-scatter bit for bit,
+    without its :math:`|\mathcal{E}| \times F` message tensor; compiled, or
+    with hooks, a learnt edge weight or on other devices, it takes PyG's
+    gather-scatter path. A sparse
     adjacency is normalised without being rebuilt (PyG's
     :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` adds the self loops to
     it in every call): :func:`sparse_gcn_scale` gives two node scalings and a
