@@ -132,13 +132,22 @@ def csr_aggregate(adj_t: Tensor, x: Tensor, aggr: str, node_dim: int = -2) -> Te
     return out
 
 
+#: Fewest message elements (edges times features per node, signals included)
+#: for which :func:`eager_cpu_product` builds a CSR: below, its fixed cost (the
+#: CSR and the sparse product's dispatch, about 0.1 ms) exceeds what the gather
+#: and scatter cost; the two broke even at about 1000 edges of 64 features
+#: (GIN and GCN layers, forward and backward, one thread).
+PRODUCT_MIN_MESSAGE_ELEMENTS = 65536
+
+
 def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
                       edge_weight: OptTensor = None) -> bool:
     r"""Whether a layer sums its (weighted) message :math:`w_{ij}
     \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product over
     :func:`csr_adjacency` instead of PyG's gather and scatter-add: in eager
     mode, on the CPU, for float32 / float64 features, a sum or mean
-    aggregation, and when nothing of PyG's :meth:`propagate` would be skipped
+    aggregation, at least :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message
+    elements, and when nothing of PyG's :meth:`propagate` would be skipped
     (hooks, explanations, decomposed layers; see :func:`plain_propagate`).
     Weights must have the dtype of the features and need no gradient. On one
     thread the product with its CSR built in the call runs a GIN layer's
@@ -151,6 +160,9 @@ def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
             or edge_index.device.type != "cpu" or module.aggr not in ("add", "sum", "mean"):
         return False
     if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        return False
+    per_node = x.numel() // max(x.size(module.node_dim), 1)
+    if edge_index.size(1) * per_node < PRODUCT_MIN_MESSAGE_ELEMENTS:
         return False
     if edge_weight is not None and (edge_weight.dtype != x.dtype or edge_weight.dim() != 1
                                     or edge_weight.requires_grad):

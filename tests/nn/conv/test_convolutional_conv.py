@@ -584,7 +584,9 @@ def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
     # product over the CSR of the edges: PyG's propagate's output bit for bit, its
     # gradients to rounding
     import gdl_pyg.nn.conv.convolutional_conv as cc
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
 
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     dtype = torch.float32 if case == "float32" else torch.float64
     data = random_graph(num_nodes=30, num_edges=150, dtype=dtype, loops=case == "improved_loops")
     x, ei, w = data.x, data.edge_index, None
@@ -632,7 +634,9 @@ def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
 
 def test_edge_index_sparse_product_only_where_it_applies(monkeypatch):
     import gdl_pyg.nn.conv.convolutional_conv as cc
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
 
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     built = []
     original = cc.csr_adjacency
     monkeypatch.setattr(cc, "csr_adjacency", lambda *a: built.append(1) or original(*a))

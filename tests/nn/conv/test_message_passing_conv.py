@@ -109,6 +109,8 @@ def test_default_message_gathers_only_x_j(monkeypatch):
         return original(self, src, index)
 
     monkeypatch.setattr(MessagePassingConv, "_index_select", spy)
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # any size: the product
     nn = mlp(8, 8).double()
     ref = GINConv(nn, eps=0.1)  # built first: its reset_parameters() re-draws 'nn'
     conv = MessagePassingConv(phi=nn, eps=0.1)  # shares the weights of 'ref'
@@ -691,6 +693,7 @@ def test_sum_as_sparse_product_equals_gather_and_ginconv(monkeypatch, aggr, case
     # edges of a target are added in their order), and the same gradients to rounding
     import gdl_pyg.nn.conv.message_passing_conv as mpc
 
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     dtype = torch.float32 if case == "float32" else torch.float64
     data = random_graph(num_nodes=30, num_edges=200, dtype=dtype, seed=3)
     x, ei = data.x, data.edge_index
@@ -733,6 +736,7 @@ def test_sum_as_sparse_product_only_where_it_applies(monkeypatch):
     # with a sum or mean, and float features; everything else takes PyG's propagate
     import gdl_pyg.nn.conv.message_passing_conv as mpc
 
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     built = []
     original = mpc.csr_adjacency
     monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
@@ -751,8 +755,11 @@ def test_sum_as_sparse_product_only_where_it_applies(monkeypatch):
     assert built == [1]
 
 
-def test_sum_as_sparse_product_double_backward():
+def test_sum_as_sparse_product_double_backward(monkeypatch):
     # second derivatives (forces of a potential trained on energies) go through it
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
     data = random_graph(num_nodes=20, num_edges=80)
     conv = MessagePassingConv(phi=torch.nn.Tanh(), eps=0.1)
     x = data.x.clone().requires_grad_()
@@ -782,9 +789,29 @@ def test_broken_sparse_product_is_caught(monkeypatch):
                                        (num_dst, num_src), check_invariants=False)
 
     monkeypatch.setattr(mpc, "csr_adjacency", unsorted)
+    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
     data = random_graph(num_nodes=30, num_edges=200, seed=3)
     conv = MessagePassingConv()
     out = conv(data.x, data.edge_index)
     handle = gather_path(conv)
     assert not torch.allclose(out, conv(data.x, data.edge_index))
     handle.remove()
+
+
+def test_sparse_product_only_from_a_size_on(monkeypatch):
+    # below PRODUCT_MIN_MESSAGE_ELEMENTS (edges times features per node) the CSR's
+    # fixed cost exceeds the gather and scatter's: a small graph takes PyG's path
+    import gdl_pyg.nn.conv.message_passing_conv as mpc
+
+    built = []
+    original = mpc.csr_adjacency
+    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 100, (2, 1024), generator=gen)
+    conv = MessagePassingConv()
+    conv(torch.randn(100, 63, generator=gen), ei)  # 1024 * 63 < 65536
+    assert built == []
+    out = conv(torch.randn(100, 64, generator=gen), ei)  # 1024 * 64 = 65536
+    assert built == [1]
+    conv(torch.randn(2, 100, 32, generator=gen), ei)  # static graph: 2 signals of 32
+    assert built == [1, 1] and out.shape == (100, 64)
