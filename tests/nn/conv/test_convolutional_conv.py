@@ -579,14 +579,10 @@ def propagate_path(conv):
 
 @pytest.mark.parametrize("case", ["normalize", "improved_loops", "weighted", "plain", "mean",
                                   "bipartite", "static", "flow", "float32", "cached"])
-def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
+def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_size, case):
     # eager on the CPU the normalised (weighted) sum over edge_index is one sparse
     # product over the CSR of the edges: PyG's propagate's output bit for bit, its
     # gradients to rounding
-    import gdl_pyg.nn.conv.convolutional_conv as cc
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     dtype = torch.float32 if case == "float32" else torch.float64
     data = random_graph(num_nodes=30, num_edges=150, dtype=dtype, loops=case == "improved_loops")
     x, ei, w = data.x, data.edge_index, None
@@ -604,9 +600,6 @@ def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
         x = torch.randn(3, 30, 8, dtype=dtype)
     elif case == "flow":
         kwargs.update(flow="target_to_source")
-    built = []
-    original = cc.csr_adjacency
-    monkeypatch.setattr(cc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
     conv = ConvolutionalConv(8, 16, **kwargs).to(dtype)
     torch.nn.init.normal_(conv.bias)
 
@@ -620,11 +613,11 @@ def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
     out, grads = run()
     if case == "cached":  # the CSR of the first call is reused
         out, grads = run()
-    assert built == [1]
+    assert csr_builds == [1]
     handle = propagate_path(conv)
     ref, ref_grads = run()
     handle.remove()
-    assert built == [1]
+    assert csr_builds == [1]
     assert torch.equal(out, ref)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for g, h in zip(grads, ref_grads):
@@ -632,14 +625,7 @@ def test_edge_index_sparse_product_equals_propagate(monkeypatch, case):
         assert g is None or (g - h).abs().max() <= tol * (1 + h.abs().max())
 
 
-def test_edge_index_sparse_product_only_where_it_applies(monkeypatch):
-    import gdl_pyg.nn.conv.convolutional_conv as cc
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
-    built = []
-    original = cc.csr_adjacency
-    monkeypatch.setattr(cc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
+def test_edge_index_sparse_product_only_where_it_applies(csr_builds, product_at_any_size):
     data = random_graph(dtype=torch.float32)
     x, ei, w = data.x, data.edge_index, data.edge_weight
     conv = ConvolutionalConv(8, 16)
@@ -647,10 +633,10 @@ def test_edge_index_sparse_product_only_where_it_applies(monkeypatch):
     conv(x, ei, w.double())  # weights of another dtype: PyG's type promotion
     ConvolutionalConv(8, 16, normalize=False, add_self_loops=False)(x, ei.int())
     ConvolutionalConv(8, 16, decomposed_layers=2)(x, ei)
-    assert built == []
+    assert csr_builds == []
     # without normalisation the CSR is built in every call, even with cached=True
     # (GCNConv caches the normalisation only), so a new graph is seen
     plain = ConvolutionalConv(8, 16, normalize=False, cached=True)
     first = plain(x, ei)
     second = plain(x, ei[:, :10])
-    assert built == [1, 1] and not torch.equal(first, second)
+    assert csr_builds == [1, 1] and not torch.equal(first, second)

@@ -96,7 +96,7 @@ def test_equals_ginconv_spmm_vs_gather_scatter():
         assert (conv(data.x, adj_t) - gather).abs().max() < 1e-10
 
 
-def test_default_message_gathers_only_x_j(monkeypatch):
+def test_default_message_gathers_only_x_j(monkeypatch, product_at_any_size):
     # issue 11: the GIN(E) message reads x_j (and e_ij) only, so x_i is never
     # gathered per edge (PyG's GINConv gathers once); a 'psi' gathers both
     data = random_graph()
@@ -109,8 +109,6 @@ def test_default_message_gathers_only_x_j(monkeypatch):
         return original(self, src, index)
 
     monkeypatch.setattr(MessagePassingConv, "_index_select", spy)
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # any size: the product
     nn = mlp(8, 8).double()
     ref = GINConv(nn, eps=0.1)  # built first: its reset_parameters() re-draws 'nn'
     conv = MessagePassingConv(phi=nn, eps=0.1)  # shares the weights of 'ref'
@@ -687,13 +685,11 @@ def forward_and_grads(conv, x, *args, **kwargs):
 @pytest.mark.parametrize("aggr", ["add", "mean"])
 @pytest.mark.parametrize("case", ["sorted", "unsorted", "duplicates", "bipartite", "static",
                                   "flow", "no_edges", "float32"])
-def test_sum_as_sparse_product_equals_gather_and_ginconv(monkeypatch, aggr, case):
+def test_sum_as_sparse_product_equals_gather_and_ginconv(csr_builds, product_at_any_size,
+                                                        aggr, case):
     # eager on the CPU, the default message x_j is summed (averaged) over edge_index as
     # one sparse product: the same output bit for bit as PyG's gather and scatter (the
     # edges of a target are added in their order), and the same gradients to rounding
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
     dtype = torch.float32 if case == "float32" else torch.float64
     data = random_graph(num_nodes=30, num_edges=200, dtype=dtype, seed=3)
     x, ei = data.x, data.edge_index
@@ -711,18 +707,15 @@ def test_sum_as_sparse_product_equals_gather_and_ginconv(monkeypatch, aggr, case
         kwargs["flow"] = "target_to_source"
     elif case == "no_edges":
         ei = ei[:, :0]
-    built = []
-    original = mpc.csr_adjacency
-    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
     nn = mlp(8, 8).to(dtype)
     ref = GINConv(nn, eps=0.3, aggr=aggr)  # built first: its reset re-draws 'nn'
     conv = MessagePassingConv(phi=nn, eps=0.3, aggr=aggr, **kwargs)
     out, grads = forward_and_grads(conv, x, ei)
-    assert built == [1]
+    assert csr_builds == [1]
     handle = gather_path(conv)
     g_out, g_grads = forward_and_grads(conv, x, ei)
     handle.remove()
-    assert built == [1]  # the hook turned the product off
+    assert csr_builds == [1]  # the hook turned the product off
     assert torch.equal(out, g_out)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for g, h in zip(grads, g_grads):
@@ -731,15 +724,9 @@ def test_sum_as_sparse_product_equals_gather_and_ginconv(monkeypatch, aggr, case
         assert torch.equal(out, ref(x, ei))
 
 
-def test_sum_as_sparse_product_only_where_it_applies(monkeypatch):
+def test_sum_as_sparse_product_only_where_it_applies(csr_builds, product_at_any_size):
     # the product is built only for the default message over a dense CPU edge_index
     # with a sum or mean, and float features; everything else takes PyG's propagate
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)  # small graphs too
-    built = []
-    original = mpc.csr_adjacency
-    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
     data = random_graph(dtype=torch.float32)
     x, ei, ea = data.x, data.edge_index, data.edge_attr
     MessagePassingConv(aggr="max")(x, ei)
@@ -750,16 +737,13 @@ def test_sum_as_sparse_product_only_where_it_applies(monkeypatch):
     MessagePassingConv()(x.bfloat16(), ei)  # half precision: PyG's scatter
     MessagePassingConv(decomposed_layers=2)(x, ei)
     MessagePassingConv()((x, None), ei)  # the number of targets comes from edge_index
-    assert built == []
+    assert csr_builds == []
     MessagePassingConv()(x, ei)
-    assert built == [1]
+    assert csr_builds == [1]
 
 
-def test_sum_as_sparse_product_double_backward(monkeypatch):
+def test_sum_as_sparse_product_double_backward(product_at_any_size):
     # second derivatives (forces of a potential trained on energies) go through it
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
     data = random_graph(num_nodes=20, num_edges=80)
     conv = MessagePassingConv(phi=torch.nn.Tanh(), eps=0.1)
     x = data.x.clone().requires_grad_()
@@ -776,7 +760,7 @@ def test_sum_as_sparse_product_double_backward(monkeypatch):
     assert (product - gather).abs().max() <= 1e-10 * (1 + gather.abs().max())
 
 
-def test_broken_sparse_product_is_caught(monkeypatch):
+def test_broken_sparse_product_is_caught(monkeypatch, product_at_any_size):
     # the comparison above fails if the CSR pattern loses the edge order (here:
     # the targets' rows of an unsorted edge_index taken without sorting)
     import gdl_pyg.nn.conv.message_passing_conv as mpc
@@ -789,7 +773,6 @@ def test_broken_sparse_product_is_caught(monkeypatch):
                                        (num_dst, num_src), check_invariants=False)
 
     monkeypatch.setattr(mpc, "csr_adjacency", unsorted)
-    monkeypatch.setattr(mpc, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
     data = random_graph(num_nodes=30, num_edges=200, seed=3)
     conv = MessagePassingConv()
     out = conv(data.x, data.edge_index)
@@ -798,20 +781,15 @@ def test_broken_sparse_product_is_caught(monkeypatch):
     handle.remove()
 
 
-def test_sparse_product_only_from_a_size_on(monkeypatch):
+def test_sparse_product_only_from_a_size_on(csr_builds):
     # below PRODUCT_MIN_MESSAGE_ELEMENTS (edges times features per node) the CSR's
     # fixed cost exceeds the gather and scatter's: a small graph takes PyG's path
-    import gdl_pyg.nn.conv.message_passing_conv as mpc
-
-    built = []
-    original = mpc.csr_adjacency
-    monkeypatch.setattr(mpc, "csr_adjacency", lambda *a: built.append(1) or original(*a))
     gen = torch.Generator().manual_seed(0)
     ei = torch.randint(0, 100, (2, 1024), generator=gen)
     conv = MessagePassingConv()
     conv(torch.randn(100, 63, generator=gen), ei)  # 1024 * 63 < 65536
-    assert built == []
+    assert csr_builds == []
     out = conv(torch.randn(100, 64, generator=gen), ei)  # 1024 * 64 = 65536
-    assert built == [1]
+    assert csr_builds == [1]
     conv(torch.randn(2, 100, 32, generator=gen), ei)  # static graph: 2 signals of 32
-    assert built == [1, 1] and out.shape == (100, 64)
+    assert csr_builds == [1, 1] and out.shape == (100, 64)

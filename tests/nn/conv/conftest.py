@@ -1,0 +1,29 @@
+r"""Fixtures of the graph-layer tests: the sparse product over ``edge_index``
+(:func:`gdl_pyg.nn.conv.message_passing_conv.csr_adjacency`)."""
+import pytest
+
+import gdl_pyg.nn.conv.convolutional_conv as convolutional_conv
+import gdl_pyg.nn.conv.message_passing_conv as message_passing_conv
+
+
+@pytest.fixture
+def csr_builds(monkeypatch):
+    r"""A list that gets one entry per CSR adjacency a layer builds for its
+    sparse product (in every module that calls :func:`csr_adjacency`)."""
+    built = []
+    original = message_passing_conv.csr_adjacency
+
+    def spy(*args):
+        built.append(1)
+        return original(*args)
+
+    for module in (message_passing_conv, convolutional_conv):
+        monkeypatch.setattr(module, "csr_adjacency", spy)
+    return built
+
+
+@pytest.fixture
+def product_at_any_size(monkeypatch):
+    r"""The sparse product for graphs of every size (the tests' graphs are
+    below :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS`)."""
+    monkeypatch.setattr(message_passing_conv, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
