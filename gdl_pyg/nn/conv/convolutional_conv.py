@@ -480,8 +480,8 @@ class ConvolutionalConv(MessagePassing):
             if size is None and bipartite and x_dst is not None and \
                     isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
                 size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
-            num_dst = x_src.size(self.node_dim) if not bipartite else \
-                (size[1] if size is not None else None)
+            num_dst = size[1] if size is not None and size[1] is not None else \
+                (None if bipartite else x_src.size(self.node_dim))
             if num_dst is not None and (size is None or size[0] in (None, h.size(self.node_dim))) \
                     and eager_cpu_product(self, edge_index, h, edge_weight):
                 # the weighted sum as one sparse product over the CSR of the (normalised)
