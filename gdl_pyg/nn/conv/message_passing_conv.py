@@ -444,7 +444,8 @@ class MessagePassingConv(MessagePassing):
     edge features, the message is linear in :math:`\mathbf{x}_v` and the
     sparse-adjacency path is one sparse matrix product. Eagerly on the CPU,
     a dense :obj:`edge_index` with the sum or mean aggregation takes that
-    path too, through its CSR pattern built in the call
+    path too (from :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` edges times features
+    on), through its CSR pattern built in the call
     (:func:`csr_adjacency`), instead of gathering an
     :math:`|\mathcal{E}| \times F` tensor and scattering it back: the same
     output bit for bit (the messages of a target are added in edge order),
