@@ -248,23 +248,28 @@ def _extrinsic_connection(normal: np.ndarray, frame: np.ndarray, src: np.ndarray
     return np.arctan2((rv * frame[dst, 1]).sum(-1), (rv * frame[dst, 0]).sum(-1))
 
 
-#: Edges per block of :func:`_extrinsic_edges`.
+#: Edges per block of :func:`_edge_blocks`.
 _EDGE_BLOCK = 65536
+
+
+def _edge_blocks(src: np.ndarray, dst: np.ndarray):
+    r"""Yields ``(block, src[block], dst[block])`` over blocks of
+    :obj:`_EDGE_BLOCK` edges, so that per-edge ``[E, 3]`` temporaries stay
+    small (per-edge operations give the results of one pass, bit for bit)."""
+    for lo in range(0, src.size, _EDGE_BLOCK):
+        block = slice(lo, lo + _EDGE_BLOCK)
+        yield block, src[block], dst[block]
 
 
 def _extrinsic_edges(P: np.ndarray, normal: np.ndarray, frame: np.ndarray, src: np.ndarray,
                      dst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     r"""The extrinsic polar angle :math:`\phi_i(j)` (:func:`_projected_angle`
     of :math:`x_j - x_i`) and connection (:func:`_extrinsic_connection`) of
-    every edge ``j = src -> i = dst``, in blocks of :obj:`_EDGE_BLOCK` edges so
-    that their ``[E, 3]`` temporaries stay small (the results are those of
-    one pass, bit for bit: every operation is per edge)."""
-    E = src.size
-    phi, conn = np.empty(E), np.empty(E)
-    for lo in range(0, E, _EDGE_BLOCK):
-        bs, bd = src[lo:lo + _EDGE_BLOCK], dst[lo:lo + _EDGE_BLOCK]
-        phi[lo:lo + bs.size] = _projected_angle(P[bs] - P[bd], frame[bd])
-        conn[lo:lo + bs.size] = _extrinsic_connection(normal, frame, bs, bd)
+    every edge ``j = src -> i = dst``, in blocks of edges (:func:`_edge_blocks`)."""
+    phi, conn = np.empty(src.size), np.empty(src.size)
+    for block, bs, bd in _edge_blocks(src, dst):
+        phi[block] = _projected_angle(P[bs] - P[bd], frame[bd])
+        conn[block] = _extrinsic_connection(normal, frame, bs, bd)
     return phi, conn
 
 

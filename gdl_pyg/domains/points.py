@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gdl_pyg.domains.mesh import (_EDGE_BLOCK, _check_pos, _extrinsic_edges, _tangent_frame,
+from gdl_pyg.domains.mesh import (_check_pos, _edge_blocks, _extrinsic_edges, _tangent_frame,
                                   _to_out, _unit)
 
 __all__ = ["points_to_data", "estimate_normals"]
@@ -240,10 +240,9 @@ def points_to_data(pos: Tensor, k: Optional[int] = None, r: Optional[float] = No
             raise ValueError(f"'{fn}' received zero, NaN or infinite normals")
     ei = edge_index.cpu().numpy()
     src, dst = ei
-    dist = np.empty(src.size)  # in blocks: no [E, 3] temporary (see _extrinsic_edges)
-    for lo in range(0, src.size, _EDGE_BLOCK):
-        bs, bd = src[lo:lo + _EDGE_BLOCK], dst[lo:lo + _EDGE_BLOCK]
-        dist[lo:lo + bs.size] = np.linalg.norm(P[bs] - P[bd], axis=-1)
+    dist = np.empty(src.size)
+    for block, bs, bd in _edge_blocks(src, dst):
+        dist[block] = np.linalg.norm(P[bs] - P[bd], axis=-1)
     # reference neighbour: the nearest one (ties by lower index)
     ref = np.arange(N)
     if src.size:

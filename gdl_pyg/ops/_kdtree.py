@@ -273,9 +273,8 @@ def _assemble(rows: List[np.ndarray], cols: List[np.ndarray], num_queries: int,
     neighbours) of :func:`_select_full`. Where every answer is a block of one
     width, whole rows of neighbours move at once."""
     i_row, i_col = (1, 0) if flip else (0, 1)
-    widths = {c.shape[1] for c in cols if c.ndim == 2}
-    if len(widths) == 1 and all(c.ndim == 2 for c in cols) and widths != {0}:
-        m = widths.pop()
+    m = cols[0].shape[1] if cols[0].ndim == 2 else 0
+    if m > 0 and all(c.ndim == 2 and c.shape[1] == m for c in cols):
         out = np.empty((2, num_queries * m), dtype=np.int64)
         out[i_row] = np.repeat(np.arange(num_queries, dtype=np.int64), m)
         block = out[i_col].reshape(num_queries, m)

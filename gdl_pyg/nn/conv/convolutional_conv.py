@@ -480,10 +480,10 @@ class ConvolutionalConv(MessagePassing):
             if size is None and bipartite and x_dst is not None and \
                     isinstance(edge_index, Tensor) and not is_torch_sparse_tensor(edge_index):
                 size = (x_src.size(self.node_dim), x_dst.size(self.node_dim))
-            num_dst = size[1] if size is not None and size[1] is not None else \
-                (None if bipartite else x_src.size(self.node_dim))
-            if num_dst is not None and (size is None or size[0] in (None, h.size(self.node_dim))) \
-                    and eager_cpu_product(self, edge_index, h, edge_weight):
+            num_src, num_dst = size if size is not None else (None, None)
+            if num_dst is None and not bipartite:
+                num_dst = x_src.size(self.node_dim)
+            if eager_cpu_product(self, edge_index, h, (num_src, num_dst), edge_weight):
                 # the weighted sum as one sparse product over the CSR of the (normalised)
                 # edges, instead of PyG's gather and scatter (see eager_cpu_product)
                 adj_t = self._csr(edge_index, edge_weight, h.size(self.node_dim), num_dst, h.dtype)

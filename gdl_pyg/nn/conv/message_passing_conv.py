@@ -141,14 +141,17 @@ PRODUCT_MIN_MESSAGE_ELEMENTS = 65536
 
 
 def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
+                      size: Tuple[Optional[int], Optional[int]],
                       edge_weight: OptTensor = None) -> bool:
     r"""Whether a layer sums its (weighted) message :math:`w_{ij}
     \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product over
     :func:`csr_adjacency` instead of PyG's gather and scatter-add: in eager
     mode, on the CPU, for float32 / float64 features, a sum or mean
     aggregation, at least :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message
-    elements, and when nothing of PyG's :meth:`propagate` would be skipped
-    (hooks, explanations, decomposed layers; see :func:`plain_propagate`).
+    elements, a known number of targets :obj:`size[1]` (and :obj:`size[0]`
+    unset or the number of nodes of :obj:`x`), and when nothing of PyG's
+    :meth:`propagate` would be skipped (hooks, explanations, decomposed
+    layers; see :func:`plain_propagate`).
     Weights must have the dtype of the features and need no gradient. On one
     thread the product with its CSR built in the call runs a GIN layer's
     aggregation forward and backward about 4x faster than the gather and
@@ -160,6 +163,8 @@ def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
             or edge_index.device.type != "cpu" or module.aggr not in ("add", "sum", "mean"):
         return False
     if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        return False
+    if size[1] is None or size[0] not in (None, x.size(module.node_dim)):
         return False
     per_node = x.numel() // max(x.size(module.node_dim), 1)
     if edge_index.size(1) * per_node < PRODUCT_MIN_MESSAGE_ELEMENTS:
@@ -726,12 +731,10 @@ class MessagePassingConv(MessagePassing):
                                size: Optional[Tuple[int, int]]) -> bool:
         r"""Whether :meth:`forward` sums the default message
         :math:`\mathbf{x}_j` over :obj:`edge_index` as one sparse product
-        (:func:`eager_cpu_product`), which also needs the number of targets."""
-        if self.psi is not None or edge_attr is not None or size is None or size[1] is None:
+        (:func:`eager_cpu_product`)."""
+        if self.psi is not None or edge_attr is not None or size is None:
             return False
-        if size[0] is not None and size[0] != x_src.size(self.node_dim):
-            return False
-        return eager_cpu_product(self, edge_index, x_src)
+        return eager_cpu_product(self, edge_index, x_src, size)
 
     def _compiled_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
                                x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
