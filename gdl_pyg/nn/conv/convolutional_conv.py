@@ -18,8 +18,8 @@ from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_ch
                                                   check_graph_input, check_module,
                                                   check_module_input, check_size,
                                                   combine_update, csr_adjacency, csr_aggregate,
-                                                  eager_cpu_product, is_uncoalesced_coo,
-                                                  parts_row,
+                                                  eager_cpu_product, edge_aggregate,
+                                                  is_uncoalesced_coo, parts_row,
                                                   plain_propagate, sparse_parts,
                                                   sparse_sum_nodes, spmm_nodes)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
@@ -486,8 +486,13 @@ class ConvolutionalConv(MessagePassing):
             if eager_cpu_product(self, edge_index, h, (num_src, num_dst), edge_weight):
                 # the weighted sum as one sparse product over the CSR of the (normalised)
                 # edges, instead of PyG's gather and scatter (see eager_cpu_product)
-                adj_t = self._csr(edge_index, edge_weight, h.size(self.node_dim), num_dst, h.dtype)
-                out = csr_aggregate(adj_t, h, self.aggr, self.node_dim)
+                if self.cached and self.normalize and not torch.compiler.is_compiling():
+                    adj_t = self._csr(edge_index, edge_weight, h.size(self.node_dim), num_dst,
+                                      h.dtype)
+                    out = csr_aggregate(adj_t, h, self.aggr, self.node_dim)
+                else:
+                    out = edge_aggregate(edge_index, h, num_dst, self.flow, self.aggr,
+                                         self.node_dim, edge_weight)
             else:
                 out = self.propagate(edge_index, x=h, edge_weight=edge_weight, size=size)
         if self.bias is not None:

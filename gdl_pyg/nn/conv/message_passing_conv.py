@@ -22,7 +22,7 @@ from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["MessagePassingConv", "combine_update", "check_module", "sparse_parts",
            "sparse_sum_nodes", "coo_entries", "check_decomposed_layers", "csr_adjacency",
-           "eager_cpu_product", "csr_aggregate"]
+           "eager_cpu_product", "csr_aggregate", "edge_aggregate"]
 
 COMBINE_MODES = ("none", "add", "cat")
 MESSAGE_INPUTS = ("cat", "diff", "args")
@@ -132,6 +132,91 @@ def csr_aggregate(adj_t: Tensor, x: Tensor, aggr: str, node_dim: int = -2) -> Te
     return out
 
 
+def _flow(target_row: int) -> str:
+    return "source_to_target" if target_row == 1 else "target_to_source"
+
+
+@torch.library.custom_op("gdl_pyg::edge_sum", mutates_args=())
+def _edge_sum(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: int,
+              target_row: int, mean: bool) -> Tensor:
+    # The sum (or mean) over the edges of x[source] (times weight) into the
+    # rows of the targets edge_index[target_row]: x is (num_src, F). One
+    # sparse product over csr_adjacency, opaque to torch.compile.
+    flow = _flow(target_row)
+    adj_t = csr_adjacency(edge_index, x.size(0), num_dst, flow, x.dtype, weight)
+    return csr_aggregate(adj_t, x, "mean" if mean else "sum", node_dim=0)
+
+
+@_edge_sum.register_fake
+def _(edge_index, x, weight, num_dst, target_row, mean):
+    return x.new_empty((num_dst, x.size(1)))
+
+
+def _edge_sum_setup(ctx, inputs, output) -> None:
+    edge_index, x, weight, num_dst, target_row, mean = inputs
+    ctx.save_for_backward(edge_index, x, weight)
+    ctx.num_src, ctx.num_dst, ctx.target_row, ctx.mean = x.size(0), num_dst, target_row, mean
+
+
+def _edge_sum_backward(ctx, grad: Tensor):
+    edge_index, x, weight = ctx.saved_tensors
+    if ctx.mean:  # the mean divided each row by its number of entries (at least 1)
+        count = torch.bincount(edge_index[ctx.target_row], minlength=ctx.num_dst)
+        grad = grad / count.clamp(min=1).to(grad.dtype).view(-1, 1)
+    grad_x = grad_weight = None
+    if ctx.needs_input_grad[1]:
+        # the transposed product: the same edges, summed into their sources
+        grad_x = _edge_sum(edge_index, grad.contiguous(), weight, ctx.num_src,
+                           1 - ctx.target_row, False)
+    if ctx.needs_input_grad[2]:
+        src, dst = edge_index[1 - ctx.target_row], edge_index[ctx.target_row]
+        grad_weight = (grad.index_select(0, dst) * x.index_select(0, src)).sum(-1)
+    return None, grad_x, grad_weight, None, None, None
+
+
+_edge_sum.register_autograd(_edge_sum_backward, setup_context=_edge_sum_setup)
+
+
+def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "source_to_target",
+                   aggr: str = "sum", node_dim: int = -2, edge_weight: OptTensor = None
+                   ) -> Tensor:
+    r"""The sum (:obj:`aggr` ``"add"`` / ``"sum"``) or mean (``"mean"``) of
+    the messages :math:`w_{ij} \mathbf{x}_j` over a dense
+    :obj:`edge_index` (weights :obj:`edge_weight`, or 1) into
+    :obj:`num_dst` targets, over the node dimension :obj:`node_dim` of
+    :obj:`x` (e.g. PyG's static-graph layout :math:`(B, |\mathcal{V}|, F)`),
+    as one sparse product over :func:`csr_adjacency` instead of PyG's gather
+    into an :math:`E \times F` tensor and scatter-add: the result equals PyG's
+    scatter bit for bit.
+
+    It runs as the custom operator :obj:`torch.ops.gdl_pyg.edge_sum`, whose
+    backward is the same product over the transposed edges (the gradient of
+    :obj:`x` is then PyG's bit for bit too) and, for weights that need one,
+    a gather for their gradient. :func:`torch.compile` keeps the operator as
+    one call in its graph (no graph break), and it is twice differentiable."""
+    if aggr not in ("add", "sum", "mean"):
+        raise ValueError(f"edge_aggregate() expected aggr 'add', 'sum' or 'mean' "
+                         f"(got {aggr!r})")
+    if flow not in ("source_to_target", "target_to_source"):
+        raise ValueError(f"edge_aggregate() expected flow 'source_to_target' or "
+                         f"'target_to_source' (got {flow!r})")
+    target_row = 1 if flow == "source_to_target" else 0
+    mean = aggr == "mean"
+    if x.dim() == 2 and node_dim in (0, -2):
+        return _edge_sum(edge_index, x, edge_weight, num_dst, target_row, mean)
+    xt = x.movedim(node_dim, 0)
+    out = _edge_sum(edge_index, xt.reshape(xt.size(0), -1), edge_weight, num_dst,
+                    target_row, mean)
+    # contiguous, as a scatter's output (see spmm_nodes)
+    return out.view((num_dst, ) + xt.shape[1:]).movedim(0, node_dim).contiguous()
+
+
+@torch.compiler.assume_constant_result
+def _num_threads() -> int:
+    # read when dynamo traces (a constant of the compiled graph, no graph break)
+    return torch.get_num_threads()
+
+
 #: Fewest message elements (edges times features per node, signals included)
 #: for which :func:`eager_cpu_product` builds a CSR: below, its fixed cost (the
 #: CSR and the sparse product's dispatch, about 0.1 ms) exceeds what the gather
@@ -144,21 +229,27 @@ def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
                       size: Tuple[Optional[int], Optional[int]],
                       edge_weight: OptTensor = None) -> bool:
     r"""Whether a layer sums its (weighted) message :math:`w_{ij}
-    \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product over
-    :func:`csr_adjacency` instead of PyG's gather and scatter-add: in eager
-    mode, on the CPU, for float32 / float64 features, a sum or mean
-    aggregation, at least :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message
-    elements, a known number of targets :obj:`size[1]` (and :obj:`size[0]`
-    unset or the number of nodes of :obj:`x`), and when nothing of PyG's
-    :meth:`propagate` would be skipped (hooks, explanations, decomposed
-    layers; see :func:`plain_propagate`).
-    Weights must have the dtype of the features and need no gradient. On one
-    thread the product with its CSR built in the call runs a GIN layer's
-    aggregation forward and backward about 4x faster than the gather and
-    scatter, which move an :math:`E \times F` tensor each way
-    (``scripts/bench_graph.py``). Compiled, the gather and scatter stay:
-    inductor fuses them into one loop, and dynamo takes no sparse tensors."""
-    if torch.compiler.is_compiling() or not isinstance(edge_index, Tensor) \
+    \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product
+    (:func:`edge_aggregate`) instead of PyG's gather and scatter-add: on the
+    CPU, for float32 / float64 features, a sum or mean aggregation, at least
+    :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message elements, a known number of
+    targets :obj:`size[1]` (and :obj:`size[0]` unset or the number of nodes of
+    :obj:`x`), and when nothing of PyG's :meth:`propagate` would be skipped
+    (hooks, explanations, decomposed layers; see :func:`plain_propagate`).
+    Weights must have the dtype of the features and need no gradient.
+
+    In eager mode the product, with its CSR built in the call, runs a GIN
+    layer's aggregation forward and backward about 5x faster than the gather
+    and scatter on one thread (``scripts/bench_graph.py``). Under
+    :func:`torch.compile` it is taken only when torch runs on more than one
+    thread (:func:`torch.get_num_threads` when the layer is traced): on one
+    thread inductor fuses the gather and the scatter into a loop that beats
+    the product, on several it adds into the targets with atomic operations,
+    which made compiled GIN and GCN layers 2.4x slower than eager ones on two
+    threads, while the product is not."""
+    if torch.compiler.is_compiling() and _num_threads() <= 1:
+        return False
+    if not isinstance(edge_index, Tensor) \
             or edge_index.layout != torch.strided or edge_index.dtype != torch.long \
             or edge_index.device.type != "cpu" or module.aggr not in ("add", "sum", "mean"):
         return False
@@ -695,10 +786,9 @@ class MessagePassingConv(MessagePassing):
             x_msg = (x_src, None)
         if self._sum_as_sparse_product(edge_index, edge_attr, x_src, size):
             # the default message x_j summed (or averaged) over an edge_index: one
-            # sparse product over its CSR pattern (see csr_adjacency)
-            adj_t = csr_adjacency(edge_index, x_src.size(self.node_dim), size[1], self.flow,
-                                  x_src.dtype)
-            out = csr_aggregate(adj_t, x_src, self.aggr, self.node_dim)
+            # sparse product over its CSR pattern (see edge_aggregate)
+            out = edge_aggregate(edge_index, x_src, size[1], self.flow, self.aggr,
+                                 self.node_dim)
             return self._update(x_dst, out)
         if self.psi is None and edge_attr is not None:
             # the GINE edge term, once per call (the message adds it to x_j)

@@ -9,12 +9,14 @@ import gdl_pyg.nn.conv.message_passing_conv as message_passing_conv
 @pytest.fixture
 def csr_builds(monkeypatch):
     r"""A list that gets one entry per CSR adjacency a layer builds for its
-    sparse product (in every module that calls :func:`csr_adjacency`)."""
+    sparse product (in every module that calls :func:`csr_adjacency`): its
+    flow, so that the forward product (the layer's flow) and the backward one
+    (over the transposed edges, the other flow) can be told apart."""
     built = []
     original = message_passing_conv.csr_adjacency
 
     def spy(*args):
-        built.append(1)
+        built.append(args[3])
         return original(*args)
 
     for module in (message_passing_conv, convolutional_conv):

@@ -10,6 +10,10 @@ from gdl_pyg.nn.conv.convolutional_conv import (ConvolutionalConv, gcn_adjacency
                                                  sparse_gcn_scale, static_gcn_norm)
 from gdl_pyg.testing import assert_equivariant, with_package
 
+#: the flow of the transposed edges (the backward of the sparse product)
+REVERSED = {"source_to_target": "target_to_source",
+            "target_to_source": "source_to_target"}
+
 
 def random_graph(num_nodes=12, num_edges=40, channels=8, seed=0, dtype=torch.float64,
                  loops=False):
@@ -611,13 +615,17 @@ def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_s
                                         allow_unused=True)  # x_dst: combine="none"
 
     out, grads = run()
-    if case == "cached":  # the CSR of the first call is reused
+    flow = kwargs.get("flow", "source_to_target")
+    if case == "cached":  # the CSR of the first call is reused (torch's backward)
         out, grads = run()
-    assert csr_builds == [1]
+        assert csr_builds == [flow]
+    else:  # one CSR forward, one of the transposed edges backward
+        assert csr_builds == [flow, REVERSED[flow]]
+    built = len(csr_builds)
     handle = propagate_path(conv)
     ref, ref_grads = run()
     handle.remove()
-    assert csr_builds == [1]
+    assert len(csr_builds) == built
     assert torch.equal(out, ref)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for g, h in zip(grads, ref_grads):
@@ -639,4 +647,34 @@ def test_edge_index_sparse_product_only_where_it_applies(csr_builds, product_at_
     plain = ConvolutionalConv(8, 16, normalize=False, cached=True)
     first = plain(x, ei)
     second = plain(x, ei[:, :10])
-    assert csr_builds == [1, 1] and not torch.equal(first, second)
+    assert len(csr_builds) == 2 and not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_compiled_gcn_sparse_product_on_several_threads(product_at_any_size, num_threads):
+    # compiled on several threads the normalised sum over edge_index is the custom
+    # operator gdl_pyg::edge_sum, on one thread inductor's fused gather and scatter
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        data = random_graph(num_nodes=30, num_edges=150)
+        conv = ConvolutionalConv(8, 16).double()
+        x = data.x.clone().requires_grad_()
+        targets = []
+
+        def backend(gm, example_inputs):
+            targets.append([str(n.target) for n in gm.graph.nodes])
+            return gm
+
+        torch._dynamo.reset()
+        out = torch.compile(conv, backend=backend)(x, data.edge_index, data.edge_weight)
+        torch._dynamo.reset()
+    finally:
+        torch.set_num_threads(before)
+    assert len(targets) == 1
+    assert ("gdl_pyg.edge_sum.default" in targets[0]) == (num_threads > 1)
+    ref = conv(x, data.edge_index, data.edge_weight)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    g, = torch.autograd.grad(out.pow(2).sum(), x)
+    g_ref, = torch.autograd.grad(ref.pow(2).sum(), x)
+    assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-12)
