@@ -18,7 +18,8 @@ from gdl_pyg.nn.conv.message_passing_conv import (COMBINE_MODES, _pair, check_ch
                                                   check_decomposed_layers,
                                                   check_edge_features, check_graph_input,
                                                   check_module, check_module_input, check_size,
-                                                  combine_update, is_uncoalesced_coo)
+                                                  combine_update, eager_cpu_product,
+                                                  edge_aggregate, is_uncoalesced_coo)
 from gdl_pyg.typing import WITH_TORCH_SPARSE, torch_sparse
 from gdl_pyg.utils import check_channels
 
@@ -398,6 +399,11 @@ class AttentionalConv(MessagePassing):
             if h_dst is not None and (size is None or size[1] is None):
                 size = (None if size is None else size[0], h_dst.size(0))
             out = self.propagate(edge_index, h=h_src, alpha=alpha, size=size)
+        elif self._weighted_sum_as_product(edge_index, h_src, h_dst, alpha, size):
+            # the attention-weighted sum over an edge_index: one sparse product per
+            # head over the CSR of the edges (see edge_aggregate)
+            num_dst = size[1] if size is not None and size[1] is not None else h_dst.size(0)
+            out = edge_aggregate(edge_index, h_src, num_dst, self.flow, self.aggr, 0, alpha)
         else:
             out = self.propagate(edge_index, h=(h_src, h_dst), alpha=alpha, size=size)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
@@ -420,6 +426,24 @@ class AttentionalConv(MessagePassing):
             keep = logit_mask == 0
             edge_index, alpha = edge_index[:, keep], alpha[keep]
         return out, (edge_index, alpha)
+
+    def _weighted_sum_as_product(self, edge_index: Adj, h_src: Tensor, h_dst: OptTensor,
+                                 alpha: Tensor, size: Optional[Tuple[int, int]]) -> bool:
+        r"""Whether :meth:`forward` sums the messages :math:`\alpha_{ij}^h
+        \mathbf{h}_j^h` over a dense :obj:`edge_index` as sparse products
+        (:func:`~gdl_pyg.nn.conv.message_passing_conv.edge_aggregate`, where
+        :func:`~gdl_pyg.nn.conv.message_passing_conv.eager_cpu_product` says
+        so) instead of PyG's gather into an :math:`E \times H \times C`
+        tensor and scatter: the same sums bit for bit, the attention's
+        gradient by a gather."""
+        if type(self).message is not AttentionalConv.message:
+            return False
+        num_dst = size[1] if size is not None and size[1] is not None else \
+            None if h_dst is None else h_dst.size(0)
+        if num_dst is None or alpha.dtype != h_src.dtype or alpha.dim() != 2:
+            return False
+        return eager_cpu_product(self, edge_index, h_src,
+                                 (None if size is None else size[0], num_dst))
 
     def _logits(self, h_i: OptTensor, h_j: OptTensor, a_i: OptTensor, a_j: OptTensor,
                 raw_i: OptTensor, raw_j: OptTensor, edge_attr: OptTensor) -> Tensor:

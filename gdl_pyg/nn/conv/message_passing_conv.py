@@ -87,6 +87,28 @@ def spmm_nodes(adj_t: Adj, x: Tensor, reduce: str = "sum", node_dim: int = -2) -
     return out.view((out.size(0), ) + xt.shape[1:]).movedim(0, node_dim).contiguous()
 
 
+def _csr_structure(edge_index: Tensor, num_dst: int, flow: str
+                   ) -> Tuple[Tensor, Tensor, OptTensor]:
+    r"""The row pointers and column (source) indices of the CSR of the edges
+    (a row per target), and the stable sort by target that ordered them
+    (:obj:`None` when :obj:`edge_index` is sorted by target already)."""
+    j, i = (0, 1) if flow == "source_to_target" else (1, 0)
+    src, dst = edge_index[j], edge_index[i]
+    perm: OptTensor = None
+    if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+        perm = torch.argsort(dst, stable=True)
+        src, dst = src.index_select(0, perm), dst.index_select(0, perm)
+    crow = torch.zeros(num_dst + 1, dtype=torch.long, device=edge_index.device)
+    torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
+    return crow, src, perm
+
+
+def _csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: Tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # torch's "CSR support is in beta state", for users
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
 def csr_adjacency(edge_index: Tensor, num_src: int, num_dst: int, flow: str,
                   dtype: torch.dtype, edge_weight: OptTensor = None) -> Tensor:
     r"""A dense :obj:`edge_index` as a :obj:`torch.sparse_csr` adjacency
@@ -100,21 +122,12 @@ def csr_adjacency(edge_index: Tensor, num_src: int, num_dst: int, flow: str,
     converters write it): the product adds the messages of a target in the
     order of PyG's scatter, so the sums are the same bit for bit; duplicate
     edges stay parallel edges."""
-    j, i = (0, 1) if flow == "source_to_target" else (1, 0)
-    src, dst = edge_index[j], edge_index[i]
-    values = edge_weight if edge_weight is not None else \
-        torch.ones(src.numel(), dtype=dtype, device=edge_index.device)
-    if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
-        perm = torch.argsort(dst, stable=True)
-        src, dst = src.index_select(0, perm), dst.index_select(0, perm)
-        if edge_weight is not None:
-            values = values.index_select(0, perm)
-    crow = torch.zeros(num_dst + 1, dtype=torch.long, device=edge_index.device)
-    torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
-    with warnings.catch_warnings():  # torch's "CSR support is in beta state", for users
-        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, src, values, (num_dst, num_src),
-                                       check_invariants=False)
+    crow, col, perm = _csr_structure(edge_index, num_dst, flow)
+    if edge_weight is None:
+        values = torch.ones(col.numel(), dtype=dtype, device=edge_index.device)
+    else:
+        values = edge_weight if perm is None else edge_weight.index_select(0, perm)
+    return _csr_tensor(crow, col, values, (num_dst, num_src))
 
 
 def csr_aggregate(adj_t: Tensor, x: Tensor, aggr: str, node_dim: int = -2) -> Tensor:
@@ -139,17 +152,29 @@ def _flow(target_row: int) -> str:
 @torch.library.custom_op("gdl_pyg::edge_sum", mutates_args=())
 def _edge_sum(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: int,
               target_row: int, mean: bool) -> Tensor:
-    # The sum (or mean) over the edges of x[source] (times weight) into the
-    # rows of the targets edge_index[target_row]: x is (num_src, F). One
-    # sparse product over csr_adjacency, opaque to torch.compile.
+    # The sum (or mean) over the edges of weight * x[source] into the rows of
+    # the targets edge_index[target_row]: x is (num_src, F) with weights (E) or
+    # none, or (num_src, H, C) with a weight per edge and head (E, H). Sparse
+    # products over the CSR of the edges, opaque to torch.compile.
     flow = _flow(target_row)
-    adj_t = csr_adjacency(edge_index, x.size(0), num_dst, flow, x.dtype, weight)
-    return csr_aggregate(adj_t, x, "mean" if mean else "sum", node_dim=0)
+    if weight is None or weight.dim() == 1:
+        adj_t = csr_adjacency(edge_index, x.size(0), num_dst, flow, x.dtype, weight)
+        return csr_aggregate(adj_t, x, "mean" if mean else "sum", node_dim=0)
+    crow, col, perm = _csr_structure(edge_index, num_dst, flow)
+    values = weight if perm is None else weight.index_select(0, perm)
+    out = x.new_empty((num_dst, ) + x.shape[1:])
+    for head in range(x.size(1)):  # one product per head: the weights differ
+        adj_t = _csr_tensor(crow, col, values[:, head].contiguous(), (num_dst, x.size(0)))
+        out[:, head] = spmm(adj_t, x[:, head].contiguous())
+    if mean:
+        count = (crow[1:] - crow[:-1]).clamp(min=1).to(out.dtype)
+        out = out / count.view((-1, ) + (1, ) * (out.dim() - 1))
+    return out
 
 
 @_edge_sum.register_fake
 def _(edge_index, x, weight, num_dst, target_row, mean):
-    return x.new_empty((num_dst, x.size(1)))
+    return x.new_empty((num_dst, ) + x.shape[1:])
 
 
 def _edge_sum_setup(ctx, inputs, output) -> None:
@@ -162,7 +187,7 @@ def _edge_sum_backward(ctx, grad: Tensor):
     edge_index, x, weight = ctx.saved_tensors
     if ctx.mean:  # the mean divided each row by its number of entries (at least 1)
         count = torch.bincount(edge_index[ctx.target_row], minlength=ctx.num_dst)
-        grad = grad / count.clamp(min=1).to(grad.dtype).view(-1, 1)
+        grad = grad / count.clamp(min=1).to(grad.dtype).view((-1, ) + (1, ) * (grad.dim() - 1))
     grad_x = grad_weight = None
     if ctx.needs_input_grad[1]:
         # the transposed product: the same edges, summed into their sources
@@ -182,9 +207,12 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
                    ) -> Tensor:
     r"""The sum (:obj:`aggr` ``"add"`` / ``"sum"``) or mean (``"mean"``) of
     the messages :math:`w_{ij} \mathbf{x}_j` over a dense
-    :obj:`edge_index` (weights :obj:`edge_weight`, or 1) into
-    :obj:`num_dst` targets, over the node dimension :obj:`node_dim` of
-    :obj:`x` (e.g. PyG's static-graph layout :math:`(B, |\mathcal{V}|, F)`),
+    :obj:`edge_index` (weights :obj:`edge_weight` of shape :math:`(E)`, or 1)
+    into :obj:`num_dst` targets, over the node dimension :obj:`node_dim` of
+    :obj:`x` (e.g. PyG's static-graph layout :math:`(B, |\mathcal{V}|, F)`);
+    or, with weights per edge and head :math:`(E, H)` (attention), of
+    :math:`w_{ij}^h \mathbf{x}_j^h` for node features :math:`(N, H, C)` with
+    :obj:`node_dim=0`,
     as one sparse product over :func:`csr_adjacency` instead of PyG's gather
     into an :math:`E \times F` tensor and scatter-add: the result equals PyG's
     scatter bit for bit.
@@ -202,6 +230,13 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
                          f"'target_to_source' (got {flow!r})")
     target_row = 1 if flow == "source_to_target" else 0
     mean = aggr == "mean"
+    if edge_weight is not None and edge_weight.dim() == 2:
+        if x.dim() != 3 or node_dim not in (0, -3) or x.size(1) != edge_weight.size(1):
+            raise ValueError(f"edge_aggregate() takes weights per edge and head "
+                             f"{list(edge_weight.shape)} with node features [num_nodes, "
+                             f"{edge_weight.size(1)}, channels] and node_dim=0 (got "
+                             f"{list(x.shape)}, node_dim={node_dim})")
+        return _edge_sum(edge_index, x, edge_weight, num_dst, target_row, mean)
     if x.dim() == 2 and node_dim in (0, -2):
         return _edge_sum(edge_index, x, edge_weight, num_dst, target_row, mean)
     xt = x.movedim(node_dim, 0)

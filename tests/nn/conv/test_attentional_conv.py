@@ -527,3 +527,142 @@ def test_decomposed_layers_bipartite_and_bad_aggregation():
     assert (split((x_src, x_dst), adj_t) - conv((x_src, x_dst), adj_t)).abs().max() < 1e-12
     with pytest.raises(ValueError, match="feature-wise aggregation"):
         AttentionalConv(8, 5, aggr=["sum", "max"], decomposed_layers=2)
+
+
+def gather_path(conv):
+    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
+    sparse product off); returns the hook's handle."""
+    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
+
+
+@pytest.fixture
+def products(monkeypatch):
+    r"""A list that gets an entry (the weights' shape) per call of
+    :func:`edge_aggregate` from :class:`AttentionalConv`."""
+    import gdl_pyg.nn.conv.attentional_conv as attentional_conv
+    calls, original = [], attentional_conv.edge_aggregate
+
+    def spy(edge_index, x, num_dst, flow, aggr, node_dim, edge_weight):
+        calls.append(tuple(edge_weight.shape))
+        return original(edge_index, x, num_dst, flow, aggr, node_dim, edge_weight)
+
+    monkeypatch.setattr(attentional_conv, "edge_aggregate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("case", ["gat", "one_head", "mean_heads", "v2", "edge_dim", "sorted",
+                                  "bipartite", "flow", "float32", "aggr_mean", "loops"])
+def test_attention_as_sparse_product_equals_gather(product_at_any_size, products, case):
+    # eager on the CPU the attention-weighted sum over edge_index is one sparse
+    # product per head: PyG's gather and scatter's output bit for bit, the
+    # gradients (of x, the attention's parameters, the edge features) to rounding
+    dtype = torch.float32 if case == "float32" else torch.float64
+    data = random_graph(num_nodes=30, num_edges=200, dtype=dtype, loops=case == "loops")
+    x, ei, e = data.x, data.edge_index, None
+    kwargs = dict(heads=1 if case == "one_head" else 3, concat=case != "mean_heads",
+                  v2=case == "v2", negative_slope=0.1)
+    if case == "edge_dim":
+        kwargs["edge_dim"], e = 3, data.edge_attr
+    elif case == "sorted":  # sorted by target, no loops added: no sort in the product
+        ei = ei[:, torch.argsort(ei[1], stable=True)]
+        kwargs["add_self_loops"] = False
+    elif case == "bipartite":
+        ei = ei[:, ei[1] < 7]
+        x = (x, torch.randn(7, 8, dtype=dtype))
+        kwargs["add_self_loops"] = False
+    elif case == "flow":
+        kwargs["flow"] = "target_to_source"
+    elif case == "aggr_mean":
+        kwargs["aggr"] = "mean"
+    conv = AttentionalConv(8, 5, **kwargs).to(dtype)
+    torch.nn.init.normal_(conv.bias)
+
+    def run():
+        xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x, ))]
+        out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], ei, e)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+        return out, torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()),
+                                        allow_unused=True)
+
+    out, grads = run()
+    assert products == [(ei.size(1) + (30 if conv.add_self_loops else 0), conv.heads)]
+    handle = gather_path(conv)
+    ref, ref_grads = run()
+    handle.remove()
+    assert len(products) == 1  # the hook turned the product off
+    assert torch.equal(out, ref)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for g, h in zip(grads, ref_grads):
+        assert (g is None) == (h is None)
+        assert g is None or (g - h).abs().max() <= tol * (1 + h.abs().max())
+    if case == "gat":  # and PyG's GATConv
+        pyg = GATConv(8, 5, heads=3, negative_slope=0.1).to(dtype)
+        copy_gat(conv, pyg)
+        assert (conv(x, ei) - pyg(x, ei)).abs().max() < 1e-10
+
+
+def test_attention_as_sparse_product_only_where_it_applies(product_at_any_size, products):
+    data = random_graph(dtype=torch.float32)
+    x, ei = data.x, data.edge_index
+    AttentionalConv(8, 5, heads=2, aggr="max")(x, ei)
+    AttentionalConv(8, 5, heads=2)(x, to_torch_csr_tensor(ei.flip(0), size=(12, 12)))
+    AttentionalConv(8, 4, heads=2, decomposed_layers=2)(x, ei)
+    AttentionalConv(8, 5, heads=2, add_self_loops=False)((x, None), ei)  # targets unknown
+
+    class Scaled(AttentionalConv):  # its own message: PyG's propagate calls it
+        def message(self, h_j, alpha):
+            return 2 * super().message(h_j, alpha)
+
+    Scaled(8, 5, heads=2)(x, ei)
+    assert products == []
+    AttentionalConv(8, 5, heads=2)(x, ei)
+    assert products == [(ei.size(1) + 12, 2)]
+
+
+def test_attention_as_sparse_product_below_the_size_threshold(products):
+    data = random_graph(dtype=torch.float32)  # 40 edges x 2 heads x 5: the gather
+    AttentionalConv(8, 5, heads=2)(data.x, data.edge_index)
+    assert products == []
+
+
+def test_attention_as_sparse_product_double_backward(product_at_any_size):
+    data = random_graph(num_nodes=20, num_edges=80)
+    conv = AttentionalConv(8, 4, heads=2, edge_dim=3).double()
+    x = data.x.clone().requires_grad_()
+
+    def hessian_term():
+        out = torch.tanh(conv(x, data.edge_index, data.edge_attr))
+        gx, = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+        hx, = torch.autograd.grad(gx.pow(2).sum(), x)
+        return hx
+
+    product = hessian_term()
+    handle = gather_path(conv)
+    gather = hessian_term()
+    handle.remove()
+    assert (product - gather).abs().max() <= 1e-10 * (1 + gather.abs().max())
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_compiled_attention_product_on_several_threads(product_at_any_size, num_threads):
+    # compiled on several threads the weighted sum is gdl_pyg::edge_sum, on one
+    # inductor's fused gather and scatter; one graph either way, the eager output
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.append([str(n.target) for n in gm.graph.nodes])
+        return gm
+
+    try:
+        data = random_graph(num_nodes=30, num_edges=200)
+        conv = AttentionalConv(8, 5, heads=3).double()
+        torch._dynamo.reset()
+        out = torch.compile(conv, backend=backend)(data.x, data.edge_index)
+        torch._dynamo.reset()
+    finally:
+        torch.set_num_threads(before)
+    assert len(targets) == 1
+    assert ("gdl_pyg.edge_sum.default" in targets[0]) == (num_threads > 1)
+    assert torch.allclose(out, conv(data.x, data.edge_index), rtol=1e-12, atol=1e-12)
