@@ -419,7 +419,10 @@ def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
     :func:`sparse_parts`, it is the same sum as a gather and a scatter-add
     over the nonzeros, which inductor fuses with the scalings into one loop
     (and its backward into another) instead of a sparse product, a CSR
-    transposition and separate elementwise passes."""
+    transposition and separate elementwise passes; on one thread only, since
+    on several inductor's scatter adds with atomics: there the nonzeros go
+    to :func:`edge_aggregate` (the sparse product as one operator in the
+    compiled graph)."""
     shape = [1] * x.dim()
     shape[node_dim] = -1
     if parts is not None and torch.compiler.is_compiling() \
@@ -427,10 +430,21 @@ def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
         num_rows, crow, row, col, value = parts
         row = parts_row(parts)
         h = x if pre is None else pre.view(shape) * x
-        msg = h.index_select(-2, col)
-        if use_values and value is not None:
-            msg = value.unsqueeze(-1) * msg
-        out = msg.new_zeros(x.shape[:-2] + (num_rows, x.size(-1))).index_add_(-2, row, msg)
+        weight = value if use_values else None
+        per_node = h.numel() // max(h.size(node_dim), 1)
+        if _num_threads() > 1 and h.device.type == "cpu" \
+                and h.dtype in (torch.float32, torch.float64) \
+                and (weight is None or weight.dtype == h.dtype) \
+                and col.numel() * per_node >= PRODUCT_MIN_MESSAGE_ELEMENTS:
+            # on several threads inductor's scatter adds with atomics: the sparse
+            # product instead, as one opaque operator (see eager_cpu_product)
+            out = edge_aggregate(torch.stack([col, row]), h, num_rows, node_dim=node_dim,
+                                 edge_weight=weight)
+        else:
+            msg = h.index_select(-2, col)
+            if weight is not None:
+                msg = weight.unsqueeze(-1) * msg
+            out = msg.new_zeros(x.shape[:-2] + (num_rows, x.size(-1))).index_add_(-2, row, msg)
     else:
         if not use_values:
             if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):

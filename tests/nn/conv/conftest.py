@@ -29,3 +29,14 @@ def product_at_any_size(monkeypatch):
     r"""The sparse product for graphs of every size (the tests' graphs are
     below :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS`)."""
     monkeypatch.setattr(message_passing_conv, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
+
+
+@pytest.fixture
+def threads():
+    r"""``torch.set_num_threads`` for one test (restored after it): compiled
+    layers take the sparse product on several threads, inductor's gather and
+    scatter on one."""
+    import torch
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)

@@ -644,25 +644,22 @@ def test_attention_as_sparse_product_double_backward(product_at_any_size):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_compiled_attention_product_on_several_threads(product_at_any_size, num_threads):
+def test_compiled_attention_product_on_several_threads(product_at_any_size, threads,
+                                                       num_threads):
     # compiled on several threads the weighted sum is gdl_pyg::edge_sum, on one
     # inductor's fused gather and scatter; one graph either way, the eager output
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
+    threads(num_threads)
     targets = []
 
     def backend(gm, example_inputs):
         targets.append([str(n.target) for n in gm.graph.nodes])
         return gm
 
-    try:
-        data = random_graph(num_nodes=30, num_edges=200)
-        conv = AttentionalConv(8, 5, heads=3).double()
-        torch._dynamo.reset()
-        out = torch.compile(conv, backend=backend)(data.x, data.edge_index)
-        torch._dynamo.reset()
-    finally:
-        torch.set_num_threads(before)
+    data = random_graph(num_nodes=30, num_edges=200)
+    conv = AttentionalConv(8, 5, heads=3).double()
+    torch._dynamo.reset()
+    out = torch.compile(conv, backend=backend)(data.x, data.edge_index)
+    torch._dynamo.reset()
     assert len(targets) == 1
     assert ("gdl_pyg.edge_sum.default" in targets[0]) == (num_threads > 1)
     assert torch.allclose(out, conv(data.x, data.edge_index), rtol=1e-12, atol=1e-12)

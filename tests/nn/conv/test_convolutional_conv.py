@@ -196,8 +196,9 @@ def compile_graphs(conv, *args):
     return torch.compile(conv, backend=backend)(*args), graphs
 
 
+@pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_compile_sparse_path(normalize):
+def test_compile_sparse_path(product_at_any_size, threads, normalize, num_threads):
     # dynamo takes no sparse tensors (it refuses to wrap them): the layer's own
     # frame runs eagerly, and the aggregation over the nonzeros is compiled from
     # the dense parts of the adjacency (normalize=True: no PyG gcn_norm, which
@@ -209,8 +210,11 @@ def test_compile_sparse_path(normalize):
     else:
         adj_t = gcn_adjacency(data.edge_index, data.edge_weight, N)
     conv = ConvolutionalConv(8, 16, normalize=normalize, add_self_loops=normalize)
+    threads(num_threads)
     out, graphs = compile_graphs(conv, data.x, adj_t)
-    assert any("index_add_" in g for g in graphs), graphs
+    # inductor's gather and scatter on one thread, the sparse product on several
+    op = "index_add_" if num_threads == 1 else "gdl_pyg.edge_sum.default"
+    assert any(op in g for g in graphs), graphs
     ref = ConvolutionalConv(8, 16)  # GCN on edge_index, the weights of 'conv'
     ref.load_state_dict(conv.state_dict())
     expected = ref(data.x, data.edge_index, data.edge_weight)
@@ -223,15 +227,18 @@ def test_compile_sparse_path(normalize):
     assert (grad - x.grad).abs().max() < 1e-4 * (1 + x.grad.abs().max())
 
 
-def test_compile_sparse_static_graph_equals_gcnconv():
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_compile_sparse_static_graph_equals_gcnconv(product_at_any_size, threads, num_threads):
     edge_index = torch.tensor([[0, 0, 0, 1, 2, 3], [1, 2, 3, 0, 0, 0]])
     adj_t = to_torch_csr_tensor(edge_index.flip(0), size=(4, 4))
     x = torch.randn(3, 4, 16)
     ref = GCNConv(16, 32)
     conv = ConvolutionalConv(16, 32)
     copy_from(conv, ref)
+    threads(num_threads)
     out, graphs = compile_graphs(conv, x, adj_t)
-    assert any("index_add_" in g for g in graphs), graphs
+    op = "index_add_" if num_threads == 1 else "gdl_pyg.edge_sum.default"
+    assert any(op in g for g in graphs), graphs
     assert (out - ref(x, edge_index)).abs().max() < 1e-5
 
 
@@ -651,26 +658,23 @@ def test_edge_index_sparse_product_only_where_it_applies(csr_builds, product_at_
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_compiled_gcn_sparse_product_on_several_threads(product_at_any_size, num_threads):
+def test_compiled_gcn_sparse_product_on_several_threads(product_at_any_size, threads,
+                                                        num_threads):
     # compiled on several threads the normalised sum over edge_index is the custom
     # operator gdl_pyg::edge_sum, on one thread inductor's fused gather and scatter
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        data = random_graph(num_nodes=30, num_edges=150)
-        conv = ConvolutionalConv(8, 16).double()
-        x = data.x.clone().requires_grad_()
-        targets = []
+    threads(num_threads)
+    data = random_graph(num_nodes=30, num_edges=150)
+    conv = ConvolutionalConv(8, 16).double()
+    x = data.x.clone().requires_grad_()
+    targets = []
 
-        def backend(gm, example_inputs):
-            targets.append([str(n.target) for n in gm.graph.nodes])
-            return gm
+    def backend(gm, example_inputs):
+        targets.append([str(n.target) for n in gm.graph.nodes])
+        return gm
 
-        torch._dynamo.reset()
-        out = torch.compile(conv, backend=backend)(x, data.edge_index, data.edge_weight)
-        torch._dynamo.reset()
-    finally:
-        torch.set_num_threads(before)
+    torch._dynamo.reset()
+    out = torch.compile(conv, backend=backend)(x, data.edge_index, data.edge_weight)
+    torch._dynamo.reset()
     assert len(targets) == 1
     assert ("gdl_pyg.edge_sum.default" in targets[0]) == (num_threads > 1)
     ref = conv(x, data.edge_index, data.edge_weight)
@@ -678,3 +682,17 @@ def test_compiled_gcn_sparse_product_on_several_threads(product_at_any_size, num
     g, = torch.autograd.grad(out.pow(2).sum(), x)
     g_ref, = torch.autograd.grad(ref.pow(2).sum(), x)
     assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_sparse_path_small_graph_keeps_gather_on_several_threads(threads):
+    # below PRODUCT_MIN_MESSAGE_ELEMENTS the compiled sum over a sparse adj_t stays
+    # inductor's gather and scatter on several threads too (the product's fixed cost)
+    data = random_graph(dtype=torch.float32)  # 40 nonzeros x 16 features
+    N = data.num_nodes
+    adj_t = to_torch_csr_tensor(data.edge_index.flip(0), data.edge_weight, size=(N, N))
+    conv = ConvolutionalConv(8, 16)
+    threads(2)
+    out, graphs = compile_graphs(conv, data.x, adj_t)
+    assert any("index_add_" in g for g in graphs), graphs
+    assert not any("gdl_pyg.edge_sum.default" in g for g in graphs), graphs
+    assert (out - conv(data.x, adj_t)).abs().max() < 1e-5
