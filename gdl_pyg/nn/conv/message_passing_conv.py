@@ -246,6 +246,13 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
     return out.view((num_dst, ) + xt.shape[1:]).movedim(0, node_dim).contiguous()
 
 
+def _product_applies(x: Tensor, num_edges: int, node_dim: int) -> bool:
+    # a CPU float tensor, and at least PRODUCT_MIN_MESSAGE_ELEMENTS message elements
+    per_node = x.numel() // max(x.size(node_dim), 1)
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
+        and num_edges * per_node >= PRODUCT_MIN_MESSAGE_ELEMENTS
+
+
 @torch.compiler.assume_constant_result
 def _num_threads() -> int:
     # read when dynamo traces (a constant of the compiled graph, no graph break)
@@ -445,6 +452,15 @@ def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
             if weight is not None:
                 msg = weight.unsqueeze(-1) * msg
             out = msg.new_zeros(x.shape[:-2] + (num_rows, x.size(-1))).index_add_(-2, row, msg)
+    elif parts is not None and is_torch_sparse_tensor(adj_t) and adj_t.layout == torch.sparse_csr \
+            and _product_applies(x, parts[3].numel(), node_dim) \
+            and (not use_values or parts[4] is None or parts[4].dtype == x.dtype):
+        # a torch CSR adj_t: the product over its nonzeros as edges, whose backward
+        # (the same product over the transposed edges) beats torch's sparse.mm's
+        weight = parts[4] if use_values else None
+        h = x if pre is None else pre.view(shape) * x
+        out = edge_aggregate(torch.stack([parts[3], parts_row(parts)]), h, parts[0],
+                             node_dim=node_dim, edge_weight=weight)
     else:
         if not use_values:
             if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):

@@ -742,7 +742,7 @@ def test_sum_as_sparse_product_only_where_it_applies(csr_builds, product_at_any_
     MessagePassingConv(aggr="max")(x, ei)
     MessagePassingConv(psi=mlp(16, 8))(x, ei)
     MessagePassingConv(edge_dim=3, in_channels=8)(x, ei, ea)
-    MessagePassingConv()(x, to_torch_csr_tensor(ei, size=(12, 12)))
+    MessagePassingConv()(x, to_torch_coo_tensor(ei, size=(12, 12)))
     MessagePassingConv()(x, ei.int())
     MessagePassingConv()(x.bfloat16(), ei)  # half precision: PyG's scatter
     MessagePassingConv(decomposed_layers=2)(x, ei)
@@ -909,3 +909,24 @@ def test_compiled_gin_sparse_product_on_several_threads(product_at_any_size, thr
     g, = torch.autograd.grad(out.pow(2).sum(), x)
     g_ref, = torch.autograd.grad(ref.pow(2).sum(), x)
     assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["csr", "coo"])
+def test_csr_adj_t_sum_as_product_equals_ginconv(csr_builds, product_at_any_size, layout):
+    # a torch CSR adj_t is summed as the product over its nonzeros (gdl_pyg::edge_sum,
+    # whose backward beats sparse.mm's); a COO one by torch's sparse.mm: either way
+    # GINConv's output and gradient of x on the same adj_t, bit for bit
+    data = random_graph(num_nodes=30, num_edges=200, seed=3)
+    to_sparse = to_torch_csr_tensor if layout == "csr" else to_torch_coo_tensor
+    ones = torch.ones(data.edge_index.size(1), dtype=torch.float64)
+    adj_t = to_sparse(data.edge_index.flip(0), ones, size=(30, 30))
+    nn = mlp(8, 8).double()
+    ref = GINConv(nn, eps=0.3)
+    conv = MessagePassingConv(phi=nn, eps=0.3)
+    x = data.x.clone().requires_grad_()
+    out = conv(x, adj_t)
+    g, = torch.autograd.grad(out.pow(2).sum(), x)
+    assert csr_builds == (["source_to_target", "target_to_source"] if layout == "csr" else [])
+    expected = ref(x, adj_t)
+    g_ref, = torch.autograd.grad(expected.pow(2).sum(), x)
+    assert torch.equal(out, expected) and torch.equal(g, g_ref)
