@@ -247,7 +247,8 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
 
 
 def _product_applies(x: Tensor, num_edges: int, node_dim: int) -> bool:
-    # a CPU float tensor, and at least PRODUCT_MIN_MESSAGE_ELEMENTS message elements
+    # CPU float32 / float64 features, and at least PRODUCT_MIN_MESSAGE_ELEMENTS
+    # message elements (edges times features per node)
     per_node = x.numel() // max(x.size(node_dim), 1)
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
         and num_edges * per_node >= PRODUCT_MIN_MESSAGE_ELEMENTS
@@ -295,12 +296,9 @@ def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
             or edge_index.layout != torch.strided or edge_index.dtype != torch.long \
             or edge_index.device.type != "cpu" or module.aggr not in ("add", "sum", "mean"):
         return False
-    if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
-        return False
     if size[1] is None or size[0] not in (None, x.size(module.node_dim)):
         return False
-    per_node = x.numel() // max(x.size(module.node_dim), 1)
-    if edge_index.size(1) * per_node < PRODUCT_MIN_MESSAGE_ELEMENTS:
+    if not _product_applies(x, edge_index.size(1), module.node_dim):
         return False
     if edge_weight is not None and (edge_weight.dtype != x.dtype or edge_weight.dim() != 1
                                     or edge_weight.requires_grad):
@@ -438,11 +436,8 @@ def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
         row = parts_row(parts)
         h = x if pre is None else pre.view(shape) * x
         weight = value if use_values else None
-        per_node = h.numel() // max(h.size(node_dim), 1)
-        if _num_threads() > 1 and h.device.type == "cpu" \
-                and h.dtype in (torch.float32, torch.float64) \
-                and (weight is None or weight.dtype == h.dtype) \
-                and col.numel() * per_node >= PRODUCT_MIN_MESSAGE_ELEMENTS:
+        if _num_threads() > 1 and _product_applies(h, col.numel(), node_dim) \
+                and (weight is None or weight.dtype == h.dtype):
             # on several threads inductor's scatter adds with atomics: the sparse
             # product instead, as one opaque operator (see eager_cpu_product)
             out = edge_aggregate(torch.stack([col, row]), h, num_rows, node_dim=node_dim,
