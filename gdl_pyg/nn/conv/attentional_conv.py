@@ -105,8 +105,15 @@ class AttentionalConv(MessagePassing):
 
     Edge indices and sparse adjacency (:obj:`torch.sparse` COO/CSR or
     :class:`torch_sparse.SparseTensor`, transposed like PyG's :obj:`adj_t`)
-    are both accepted; the scores depend on the features, so both take the
-    gather-scatter path. For :obj:`edge_index` input, self loops are added by
+    are both accepted; the scores depend on the features, so they are
+    computed per edge. On the CPU the attention-weighted sum over an
+    :obj:`edge_index` is then one sparse product per head over the CSR of the
+    edges, with the attention as its values
+    (:func:`~gdl_pyg.nn.conv.message_passing_conv.edge_aggregate`; from
+    :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` on, eagerly and compiled on several
+    threads): the output of PyG's gather and scatter bit for bit, without its
+    :math:`|\mathcal{E}| \times H \times C` message tensor. A sparse adjacency
+    takes PyG's gather-scatter path. For :obj:`edge_index` input, self loops are added by
     :func:`static_self_loops` (existing loops are masked out of the softmax
     instead of filtered out), so :func:`torch.compile` captures the layer in
     one graph; PyG's :func:`~torch_geometric.utils.remove_self_loops` used

@@ -238,12 +238,13 @@ class ConvolutionalConv(MessagePassing):
     per-node :math:`\psi(\mathbf{x}_v)`, a sparse adjacency input (a
     :obj:`torch.sparse` COO/CSR tensor or a :class:`torch_sparse.SparseTensor`,
     transposed like PyG's :obj:`adj_t`) is aggregated by one sparse matrix
-    product. So is :obj:`edge_index` input, eagerly on the CPU, through the
-    CSR of its (normalised) edges built in the call
-    (:func:`~gdl_pyg.nn.conv.message_passing_conv.csr_adjacency`; kept with
+    product. So is :obj:`edge_index` input on the CPU, through the CSR of its
+    (normalised) edges built in the call
+    (:func:`~gdl_pyg.nn.conv.message_passing_conv.edge_aggregate`; kept with
     :obj:`cached=True`): the output of PyG's gather-scatter bit for bit,
-    without its :math:`|\mathcal{E}| \times F` message tensor; compiled, or
-    with hooks, a learnt edge weight or on other devices, it takes PyG's
+    without its :math:`|\mathcal{E}| \times F` message tensor; compiled on
+    one thread (where inductor's fused gather and scatter is faster), or with
+    hooks, a learnt edge weight or on other devices, it takes PyG's
     gather-scatter path. A sparse
     adjacency is normalised without being rebuilt (PyG's
     :func:`~torch_geometric.nn.conv.gcn_conv.gcn_norm` adds the self loops to
@@ -262,7 +263,8 @@ class ConvolutionalConv(MessagePassing):
     graph breaks. Dynamo takes no sparse tensors: given a sparse
     :obj:`adj_t`, the layer's own frame runs eagerly and the sum aggregation
     is compiled from the dense parts of the adjacency (see
-    :func:`~gdl_pyg.nn.conv.message_passing_conv.sparse_sum_nodes`).
+    :func:`~gdl_pyg.nn.conv.message_passing_conv.sparse_sum_nodes`; on
+    several threads as the sparse product).
 
     Args:
         in_channels (int or tuple): input width, or a pair (source, target)

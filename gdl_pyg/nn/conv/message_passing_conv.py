@@ -601,11 +601,13 @@ class MessagePassingConv(MessagePassing):
     sparse-adjacency path is one sparse matrix product. Eagerly on the CPU,
     a dense :obj:`edge_index` with the sum or mean aggregation takes that
     path too (from :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` edges times features
-    on), through its CSR pattern built in the call
-    (:func:`csr_adjacency`), instead of gathering an
-    :math:`|\mathcal{E}| \times F` tensor and scattering it back: the same
-    output bit for bit (the messages of a target are added in edge order),
-    the same gradients up to rounding. An uncoalesced COO
+    on), through its CSR pattern built in the call (:func:`edge_aggregate`),
+    instead of gathering an :math:`|\mathcal{E}| \times F` tensor and
+    scattering it back: the same output and gradient of :obj:`x` bit for bit
+    (the messages of a target are added in edge order), the parameters'
+    gradients up to rounding. Compiled, the same holds on several threads
+    (there inductor's scatter adds with atomics); on one thread inductor's
+    fused gather and scatter is faster and stays. An uncoalesced COO
     tensor is read as PyG's :class:`~torch_geometric.nn.conv.MessagePassing`
     reads it: every stored entry is an edge, in storage order, so duplicate
     entries are parallel edges whose messages are summed (with unit values,
@@ -632,7 +634,8 @@ class MessagePassingConv(MessagePassing):
     compiled than eagerly on CPU). Dynamo takes no sparse tensors: given a
     sparse :obj:`adj_t`, the layer's own frame runs eagerly and the sum over
     the adjacency pattern is compiled from its dense parts
-    (:func:`sparse_sum_nodes`).
+    (:func:`sparse_sum_nodes`). Every compiled sum is the sparse product
+    on several threads (see :func:`eager_cpu_product`).
 
     Args:
         psi (torch.nn.Module, optional): the message function. It is called on
