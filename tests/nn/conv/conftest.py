@@ -40,3 +40,34 @@ def threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def output_and_grads():
+    r"""``run(conv, x, *args, seed=2)``: the output of ``conv(x, *args)`` (:obj:`x`
+    a tensor or a pair, fresh leaves each call) and the gradients of a fixed
+    random projection of it with respect to :obj:`x` and the parameters
+    (:obj:`None` for unused ones), to compare two paths of a layer."""
+    import torch
+
+    def run(conv, x, *args, seed=2):
+        pair = isinstance(x, tuple)
+        xs = [t.detach().clone().requires_grad_() for t in (x if pair else (x, ))]
+        out = conv(tuple(xs) if pair else xs[0], *args)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed),
+                             dtype=out.dtype)
+        return out, torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()),
+                                        allow_unused=True)
+
+    return run
+
+
+@pytest.fixture
+def gather_path():
+    r"""``force(conv)``: forces PyG's gather-and-scatter :meth:`propagate` on
+    :obj:`conv` (a registered hook turns the sparse product off); returns the
+    hook's handle, whose ``remove()`` turns it back on."""
+    def force(conv):
+        return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
+
+    return force

@@ -529,12 +529,6 @@ def test_decomposed_layers_bipartite_and_bad_aggregation():
         AttentionalConv(8, 5, aggr=["sum", "max"], decomposed_layers=2)
 
 
-def gather_path(conv):
-    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
-    sparse product off); returns the hook's handle."""
-    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
-
-
 @pytest.fixture
 def products(monkeypatch):
     r"""A list that gets an entry (the weights' shape) per call of
@@ -552,7 +546,8 @@ def products(monkeypatch):
 
 @pytest.mark.parametrize("case", ["gat", "one_head", "mean_heads", "v2", "edge_dim", "sorted",
                                   "bipartite", "flow", "float32", "aggr_mean", "loops"])
-def test_attention_as_sparse_product_equals_gather(product_at_any_size, products, case):
+def test_attention_as_sparse_product_equals_gather(product_at_any_size, products,
+                                                   output_and_grads, case, gather_path):
     # eager on the CPU the attention-weighted sum over edge_index is one sparse
     # product per head: PyG's gather and scatter's output bit for bit, the
     # gradients (of x, the attention's parameters, the edge features) to rounding
@@ -577,17 +572,10 @@ def test_attention_as_sparse_product_equals_gather(product_at_any_size, products
     conv = AttentionalConv(8, 5, **kwargs).to(dtype)
     torch.nn.init.normal_(conv.bias)
 
-    def run():
-        xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x, ))]
-        out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], ei, e)
-        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
-        return out, torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()),
-                                        allow_unused=True)
-
-    out, grads = run()
+    out, grads = output_and_grads(conv, x, ei, e)
     assert products == [(ei.size(1) + (30 if conv.add_self_loops else 0), conv.heads)]
     handle = gather_path(conv)
-    ref, ref_grads = run()
+    ref, ref_grads = output_and_grads(conv, x, ei, e)
     handle.remove()
     assert len(products) == 1  # the hook turned the product off
     assert torch.equal(out, ref)
@@ -625,7 +613,7 @@ def test_attention_as_sparse_product_below_the_size_threshold(products):
     assert products == []
 
 
-def test_attention_as_sparse_product_double_backward(product_at_any_size):
+def test_attention_as_sparse_product_double_backward(product_at_any_size, gather_path):
     data = random_graph(num_nodes=20, num_edges=80)
     conv = AttentionalConv(8, 4, heads=2, edge_dim=3).double()
     x = data.x.clone().requires_grad_()

@@ -582,15 +582,10 @@ def test_decomposed_layers_equal_undecomposed(normalize):
 
 
 # --- issue 11: the weighted sum over edge_index as one sparse product -----------------
-def propagate_path(conv):
-    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
-    sparse product off); returns the hook's handle."""
-    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
-
-
 @pytest.mark.parametrize("case", ["normalize", "improved_loops", "weighted", "plain", "mean",
                                   "bipartite", "static", "flow", "float32", "cached"])
-def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_size, case):
+def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_size,
+                                                    output_and_grads, case, gather_path):
     # eager on the CPU the normalised (weighted) sum over edge_index is one sparse
     # product over the CSR of the edges: PyG's propagate's output bit for bit, its
     # gradients to rounding
@@ -614,12 +609,8 @@ def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_s
     conv = ConvolutionalConv(8, 16, **kwargs).to(dtype)
     torch.nn.init.normal_(conv.bias)
 
-    def run():
-        xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x,))]
-        out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], ei, w)
-        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
-        return out, torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()),
-                                        allow_unused=True)  # x_dst: combine="none"
+    def run():  # x_dst gets no gradient: combine="none"
+        return output_and_grads(conv, x, ei, w)
 
     out, grads = run()
     flow = kwargs.get("flow", "source_to_target")
@@ -629,7 +620,7 @@ def test_edge_index_sparse_product_equals_propagate(csr_builds, product_at_any_s
     else:  # one CSR forward, one of the transposed edges backward
         assert csr_builds == [flow, REVERSED[flow]]
     built = len(csr_builds)
-    handle = propagate_path(conv)
+    handle = gather_path(conv)
     ref, ref_grads = run()
     handle.remove()
     assert len(csr_builds) == built

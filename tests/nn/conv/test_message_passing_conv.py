@@ -676,25 +676,12 @@ def test_decomposed_layers_equals_ginconv_and_bad_values():
 
 
 # --- issue 11: the default message summed as one sparse product ----------------------
-def gather_path(conv):
-    r"""Forces PyG's gather-and-scatter propagate (a registered hook turns the
-    sparse product off); returns the hook's handle."""
-    return conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
-
-
-def forward_and_grads(conv, x, *args, **kwargs):
-    xs = [t.detach().clone().requires_grad_() for t in (x if isinstance(x, tuple) else (x,))]
-    out = conv(tuple(xs) if isinstance(x, tuple) else xs[0], *args, **kwargs)
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    grads = torch.autograd.grad((out * weight).sum(), xs + list(conv.parameters()))
-    return out, grads
-
-
 @pytest.mark.parametrize("aggr", ["add", "mean"])
 @pytest.mark.parametrize("case", ["sorted", "unsorted", "duplicates", "bipartite", "static",
                                   "flow", "no_edges", "float32"])
 def test_sum_as_sparse_product_equals_gather_and_ginconv(csr_builds, product_at_any_size,
-                                                        aggr, case):
+                                                        output_and_grads, gather_path, aggr,
+                                                        case):
     # eager on the CPU, the default message x_j is summed (averaged) over edge_index as
     # one sparse product: the same output bit for bit as PyG's gather and scatter (the
     # edges of a target are added in their order), and the same gradients to rounding
@@ -718,12 +705,12 @@ def test_sum_as_sparse_product_equals_gather_and_ginconv(csr_builds, product_at_
     nn = mlp(8, 8).to(dtype)
     ref = GINConv(nn, eps=0.3, aggr=aggr)  # built first: its reset re-draws 'nn'
     conv = MessagePassingConv(phi=nn, eps=0.3, aggr=aggr, **kwargs)
-    out, grads = forward_and_grads(conv, x, ei)
+    out, grads = output_and_grads(conv, x, ei, seed=1)
     # one CSR forward, one of the transposed edges backward
     flow = kwargs.get("flow", "source_to_target")
     assert csr_builds == [flow, REVERSED[flow]]
     handle = gather_path(conv)
-    g_out, g_grads = forward_and_grads(conv, x, ei)
+    g_out, g_grads = output_and_grads(conv, x, ei, seed=1)
     handle.remove()
     assert len(csr_builds) == 2  # the hook turned the product off
     assert torch.equal(out, g_out)
@@ -752,7 +739,7 @@ def test_sum_as_sparse_product_only_where_it_applies(csr_builds, product_at_any_
     assert csr_builds == ["source_to_target"]
 
 
-def test_sum_as_sparse_product_double_backward(product_at_any_size):
+def test_sum_as_sparse_product_double_backward(product_at_any_size, gather_path):
     # second derivatives (forces of a potential trained on energies) go through it
     data = random_graph(num_nodes=20, num_edges=80)
     conv = MessagePassingConv(phi=torch.nn.Tanh(), eps=0.1)
@@ -770,7 +757,7 @@ def test_sum_as_sparse_product_double_backward(product_at_any_size):
     assert (product - gather).abs().max() <= 1e-10 * (1 + gather.abs().max())
 
 
-def test_broken_sparse_product_is_caught(monkeypatch, product_at_any_size):
+def test_broken_sparse_product_is_caught(monkeypatch, product_at_any_size, gather_path):
     # the comparison above fails if the CSR pattern loses the edge order (here:
     # the targets' rows of an unsorted edge_index taken without sorting)
     import gdl_pyg.nn.conv.message_passing_conv as mpc
