@@ -416,17 +416,15 @@ class ConvolutionalConv(MessagePassing):
                                                             num_nodes=num_nodes)
         return edge_index, edge_weight
 
-    def _csr(self, edge_index: Tensor, edge_weight: OptTensor, num_src: int, num_dst: int,
-             dtype: torch.dtype) -> Tensor:
-        # with `cached=True`, the CSR of the first call, as its normalised edges
-        # (GCNConv caches the normalisation only: nothing without it)
-        cache = self.cached and self.normalize
-        if cache and self._cached_csr is not None:
-            return self._cached_csr
-        adj_t = csr_adjacency(edge_index, num_src, num_dst, self.flow, dtype, edge_weight)
-        if cache:
-            self._cached_csr = adj_t
-        return adj_t
+    def _cached_csr_of(self, edge_index: Tensor, edge_weight: OptTensor, num_src: int,
+                       num_dst: int, dtype: torch.dtype) -> Tensor:
+        # with `cached=True` and normalisation (forward checks both), the CSR of
+        # the first call, as its normalised edges (GCNConv caches the
+        # normalisation only: without it, nothing is cached)
+        if self._cached_csr is None:
+            self._cached_csr = csr_adjacency(edge_index, num_src, num_dst, self.flow, dtype,
+                                             edge_weight)
+        return self._cached_csr
 
     def forward(self, x: Union[Tensor, OptPairTensor], edge_index: Adj,
                 edge_weight: OptTensor = None, size: Size = None) -> Tensor:
@@ -489,8 +487,8 @@ class ConvolutionalConv(MessagePassing):
                 # the weighted sum as one sparse product over the CSR of the (normalised)
                 # edges, instead of PyG's gather and scatter (see eager_cpu_product)
                 if self.cached and self.normalize and not torch.compiler.is_compiling():
-                    adj_t = self._csr(edge_index, edge_weight, h.size(self.node_dim), num_dst,
-                                      h.dtype)
+                    adj_t = self._cached_csr_of(edge_index, edge_weight, h.size(self.node_dim),
+                                                num_dst, h.dtype)
                     out = csr_aggregate(adj_t, h, self.aggr, self.node_dim)
                 else:
                     out = edge_aggregate(edge_index, h, num_dst, self.flow, self.aggr,
