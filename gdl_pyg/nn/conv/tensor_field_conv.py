@@ -191,6 +191,8 @@ class TensorFieldConv(MessagePassing):
         super().__init__(**kwargs)
         name = type(self).__name__
         self.irreps_in = _irreps(name, "irreps_in", irreps_in)
+        # a plain int for forward: torch.compile cannot guard on e3nn's Irreps
+        self._in_dim = self.irreps_in.dim
         self.irreps_out = _irreps(name, "irreps_out", irreps_out)
         if isinstance(irreps_sh, int) and not isinstance(irreps_sh, bool):
             if irreps_sh < 0:
@@ -423,7 +425,7 @@ class TensorFieldConv(MessagePassing):
         if not isinstance(edge_index, Tensor):
             raise TypeError(f"'{name}' needs an 'edge_index' tensor [2, num_edges] to read "
                             f"edge vectors (got {type(edge_index).__name__})")
-        if x.dim() != 2 or x.size(-1) != self.irreps_in.dim:
+        if x.dim() != 2 or x.size(-1) != self._in_dim:
             raise ValueError(f"'{name}' expected 'x' of shape [num_nodes, {self.irreps_in.dim}] "
                              f"for irreps_in={self.irreps_in} (got {list(x.shape)})")
         check_features(x, name, "x", dims=(2,))

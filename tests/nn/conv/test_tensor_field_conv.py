@@ -256,6 +256,33 @@ def test_float32_built_layer_is_exact_in_float64():
                        out_fields={"out": "3x0e + 2x1o + 2x1e + 1x2e"})
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(),
+    dict(irreps_out="6x0e + 3x1o + 2x2e", irreps_sh=2, gate=True),
+    dict(alpha=True, edge_dim=2, radial_basis="bessel"),
+])
+def test_compile_no_graph_breaks_and_equal_to_eager(kwargs):
+    kwargs = dict(kwargs)
+    irreps_out = kwargs.pop("irreps_out", IRREPS)
+    data = random_graph(edge_dim=kwargs.get("edge_dim", 0))
+    conv = TensorFieldConv(IRREPS, irreps_out, max_radius=2.0, **kwargs).double()
+    if conv.alpha is not None:  # not the zero of its initialisation
+        torch.nn.init.normal_(conv.alpha.weight, generator=torch.Generator().manual_seed(1))
+    x = data.x.clone().requires_grad_()
+    args = (x, data.pos, data.edge_index) + \
+        ((data.edge_attr,) if kwargs.get("edge_dim") else ())
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(*args)  # e3nn's Irreps cannot be guarded on
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    out, ref = compiled(*args), conv(*args)
+    grad, = torch.autograd.grad(out.square().sum(), x)
+    grad_ref, = torch.autograd.grad(ref.square().sum(), x)
+    assert (out - ref).abs().max() < 1e-12 * ref.abs().max()
+    assert (grad - grad_ref).abs().max() < 1e-12 * grad_ref.abs().max()
+
+
 def test_e3nn_checker_agrees():
     from e3nn.util.test import assert_equivariant as e3nn_assert_equivariant
     irreps_out = "3x0e + 2x1o + 2x1e + 1x2e + 1x0o"
