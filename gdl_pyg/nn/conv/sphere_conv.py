@@ -9,7 +9,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn._checks import check_index
-from gdl_pyg.utils import check_edge_index, check_features
+from gdl_pyg.utils import _is_compiling, check_edge_index, check_features
 
 __all__ = ["SphereConv"]
 
@@ -17,8 +17,9 @@ __all__ = ["SphereConv"]
 def _sh_degrees(lmax: int, device=None) -> Tensor:
     r"""The degree :math:`l` of each of the :math:`(l_{max}+1)^2` real
     spherical harmonics, in e3nn's order."""
-    return torch.repeat_interleave(torch.arange(lmax + 1, device=device),
-                                   2 * torch.arange(lmax + 1, device=device) + 1)
+    # from a Python list: a constant under torch.compile (no data-dependent size)
+    return torch.tensor([l for l in range(lmax + 1) for _ in range(2 * l + 1)],
+                        dtype=torch.long, device=device)
 
 
 class SphereConv(MessagePassing):
@@ -80,7 +81,10 @@ class SphereConv(MessagePassing):
           :math:`(|\mathcal{V}|, 3)` unit vectors, ``edge_index``
           :math:`(2, |\mathcal{E}|)` (isotropic), ``mass``
           :math:`(|\mathcal{V}|)` (harmonic; uniform :math:`4\pi/|\mathcal{V}|`
-          per graph if omitted), ``batch`` :math:`(|\mathcal{V}|)` optional
+          per graph if omitted), ``batch`` :math:`(|\mathcal{V}|)` optional,
+          ``batch_size`` (int, optional: the number of graphs; pass it with
+          ``batch`` to the harmonic kernel to avoid a device synchronisation
+          and a graph break under :func:`torch.compile`)
         - **output:** :math:`(|\mathcal{V}|, F_{out})`
     """
     group_name = "SO(3)"
@@ -119,7 +123,7 @@ class SphereConv(MessagePassing):
             torch.nn.init.zeros_(self.bias)
 
     def _check(self, x: Tensor, pos: Tensor, mass: Optional[Tensor] = None,
-               batch: Optional[Tensor] = None) -> None:
+               batch: Optional[Tensor] = None, batch_size: Optional[int] = None) -> None:
         name = type(self).__name__
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.in_channels:
             shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -132,7 +136,8 @@ class SphereConv(MessagePassing):
                              f"unit sphere, e.g. from 'gdl_pyg.domains.icosphere') (got {shape})")
         check_features(x, name, "x", dims=(2,))
         check_features(pos, name, "pos", dims=(2,))
-        if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(pos).all()):
+        if not _is_compiling() and \
+                (not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(pos).all())):
             raise ValueError(f"'{name}' received NaN or infinite values in 'x' or 'pos'")
         # checked for both kernels, so that a wrong 'mass' is never silently ignored
         if mass is not None:
@@ -141,15 +146,16 @@ class SphereConv(MessagePassing):
                 raise ValueError(f"'{name}' expected 'mass' of shape [{x.size(0)}], one area "
                                  f"per vertex (got {list(mass.shape)}); pass the 'mass' of "
                                  f"these vertices (e.g. data.mass of 'icosphere')")
-        check_index(batch, x.size(0), name, "batch")
+        check_index(batch, x.size(0), name, "batch", batch_size)
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Optional[Tensor] = None,
-                mass: Optional[Tensor] = None, batch: Optional[Tensor] = None) -> Tensor:
-        self._check(x, pos, mass, batch)
+                mass: Optional[Tensor] = None, batch: Optional[Tensor] = None,
+                batch_size: Optional[int] = None) -> Tensor:
+        self._check(x, pos, mass, batch, batch_size)
         if self.kernel == "isotropic":
             out = self._isotropic(x, pos, edge_index)
         else:
-            out = self._harmonic(x, pos, mass, batch)
+            out = self._harmonic(x, pos, mass, batch, batch_size)
         if self.bias is not None:
             out = out + self.bias
         return out
@@ -194,14 +200,20 @@ class SphereConv(MessagePassing):
 
     # ------------------------------------------------------------- harmonic
     def _harmonic(self, x: Tensor, pos: Tensor, mass: Optional[Tensor],
-                  batch: Optional[Tensor]) -> Tensor:
+                  batch: Optional[Tensor], batch_size: Optional[int]) -> Tensor:
         from e3nn import o3
         N = x.size(0)
-        if batch is None:
+        one_graph = batch is None
+        if one_graph:
             batch = torch.zeros(N, dtype=torch.long, device=x.device)
-        B = int(batch.max()) + 1 if N else 0
+            B = 1 if N else 0
+        elif batch_size is not None:
+            B = batch_size
+        else:
+            B = int(batch.max()) + 1 if N else 0
         if mass is None:
-            counts = torch.bincount(batch, minlength=B).to(x.dtype)
+            # vertices per graph, of a static size B (bincount's size reads the data)
+            counts = x.new_zeros(B).index_add_(0, batch, x.new_ones(N))
             mass = (4.0 * math.pi / counts)[batch]
         elif mass.shape != (N,):
             raise ValueError(f"'{type(self).__name__}' expected 'mass' of shape [{N}] "
@@ -211,8 +223,9 @@ class SphereConv(MessagePassing):
         W = self.weight[_sh_degrees(self.lmax, x.device)]  # [S, F_out, F_in]
         mx = mass.to(x.dtype).unsqueeze(-1) * x
         n = N // B if B else 0
-        if B and n * B == N and torch.equal(
-                batch, torch.arange(B, device=x.device).repeat_interleave(n)):
+        # (the layout test reads the data: skipped when compiling, one graph aside)
+        if B and n * B == N and (one_graph or (not _is_compiling() and torch.equal(
+                batch, torch.arange(B, device=x.device).repeat_interleave(n)))):
             # graphs of one size, contiguous: batched matrix products, no [N, S, F] temporary
             Yb = Y.view(B, n, -1)
             coeff = torch.bmm(Yb.transpose(1, 2), mx.view(B, n, -1))  # [B, S, F_in]

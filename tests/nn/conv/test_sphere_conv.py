@@ -193,6 +193,45 @@ def test_batching_equals_separate_calls():
             out = conv(batch.x, batch.pos, batch.edge_index, batch.mass, batch.batch)
             sep = torch.cat([conv(g.x, g.pos, g.edge_index, g.mass) for g in graphs])
             assert (out - sep).abs().max() < 1e-12
+            # the number of graphs given rather than read from 'batch': the same result
+            given = conv(batch.x, batch.pos, batch.edge_index, batch.mass, batch.batch, 2)
+            assert torch.equal(given, out)
+
+
+# one graph (batched products), equal sizes (batched products in eager mode,
+# the scatter when compiled) and unequal sizes (the scatter), with and without
+# 'mass'
+COMPILE_CASES = [((2,), True), ((1, 1), True), ((1, 2), False)]
+
+
+@pytest.mark.parametrize("sizes,with_mass", COMPILE_CASES)
+@pytest.mark.parametrize("kernel", ["isotropic", "harmonic"])
+def test_compile_no_graph_breaks_and_equal_to_eager(kernel, sizes, with_mass):
+    graphs = [sphere_data(s, seed=i) for i, s in enumerate(sizes)]
+    data = Batch.from_data_list(graphs) if len(graphs) > 1 else graphs[0]
+    batch = data.batch if len(graphs) > 1 else None
+    conv = SphereConv(3, 4, kernel=kernel, lmax=3).double()
+    args = (data.x, data.pos, data.edge_index, data.mass if with_mass else None, batch,
+            len(graphs) if batch is not None else None)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(*args)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    assert (compiled(*args) - conv(*args)).abs().max() < 1e-12
+
+
+def test_harmonic_without_batch_size_still_compiles_with_a_break():
+    # reading the number of graphs from 'batch' needs its maximum: one graph
+    # break, not an error
+    batch = Batch.from_data_list([sphere_data(1), sphere_data(1, seed=1)])
+    conv = SphereConv(3, 4, kernel="harmonic", lmax=2).double()
+    args = (batch.x, batch.pos, None, batch.mass, batch.batch)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(conv)(*args)
+    assert explain.graph_break_count >= 1
+    compiled = torch.compile(conv, backend="aot_eager")
+    assert (compiled(*args) - conv(*args)).abs().max() < 1e-12
 
 
 def test_bad_input():
@@ -218,3 +257,7 @@ def test_bad_input():
         conv(data.x * float("nan"), data.pos, data.edge_index)
     with pytest.raises(ValueError, match=r"'mass' of shape \[42\]"):
         SphereConv(3, 4, kernel="harmonic")(data.x, data.pos, mass=data.mass[:5])
+    batch = torch.zeros(42, dtype=torch.long)
+    batch[21:] = 1
+    with pytest.raises(ValueError, match="'batch'"):  # a batch_size too small for 'batch'
+        SphereConv(3, 4, kernel="harmonic")(data.x, data.pos, batch=batch, batch_size=1)
