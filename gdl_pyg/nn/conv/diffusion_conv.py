@@ -70,7 +70,9 @@ class DiffusionConv(MessagePassing):
         init_time (float, optional): the initial diffusion time of every
             channel. (default: :obj:`0.0`, as in the paper)
         num_terms (int, optional): a fixed number :math:`K` of Chebyshev
-            terms (no data-dependent choice, so no host synchronisation).
+            terms (no data-dependent choice, so no host synchronisation, and
+            one graph without breaks under :func:`torch.compile`; the
+            adaptive :math:`K` reads the spectral bound, a graph break).
             (default: :obj:`None`)
         max_terms (int, optional): the cap of the adaptive :math:`K`; a
             warning is raised when it is reached. (default: :obj:`512`)
