@@ -149,12 +149,17 @@ class SphericalCNN(torch.nn.Module):
             raise ValueError(f"'{name}' expected 'x' of shape [num_nodes, {self.in_channels}] "
                              f"(got {list(x.shape)})")
         batch = data.get("batch")
+        num_graphs = getattr(data, "num_graphs", None) if batch is not None else None
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        B = int(batch.max()) + 1 if x.size(0) else 0
+            B = 1 if x.size(0) else 0
+        elif num_graphs is not None:  # a Batch knows it: no read of 'batch'
+            B = int(num_graphs)
+        else:
+            B = int(batch.max()) + 1 if x.size(0) else 0
         mass = data.get("mass")
-        if mass is None:
-            counts = torch.bincount(batch, minlength=B).to(x.dtype)
+        if mass is None:  # vertices per graph, of a static size B
+            counts = x.new_zeros(B).index_add_(0, batch, x.new_ones(x.size(0)))
             mass = (4.0 * math.pi / counts)[batch]
         mass = mass.to(x.dtype)
         if self.num_coarsenings:
@@ -165,9 +170,10 @@ class SphericalCNN(torch.nn.Module):
                                  f"{self.num_coarsenings} (got {x.size(0) // max(B, 1)} "
                                  f"vertices per graph)")
         for i, conv in enumerate(self.convs):
-            x = torch.nn.functional.silu(conv(x, pos, edge_index, mass, batch))
+            x = torch.nn.functional.silu(conv(x, pos, edge_index, mass, batch, B))
             if i < len(self.pools):
-                x, pos, edge_index, mass, batch = self.pools[i](x, pos, edge_index, mass, batch)
+                x, pos, edge_index, mass, batch = self.pools[i](x, pos, edge_index, mass, batch,
+                                                                B)
         return self.mlp(self._readout(x, mass, batch, B))
 
     def __repr__(self) -> str:

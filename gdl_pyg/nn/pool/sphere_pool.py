@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import _is_compiling, check_edge_index
 
 __all__ = ["SpherePool", "icosphere_level"]
 
@@ -51,7 +51,11 @@ class SpherePool(torch.nn.Module):
     Shapes:
         - **input:** ``x`` :math:`(B \cdot N_s, F)`, ``pos`` :math:`(B \cdot N_s, 3)`,
           ``edge_index`` :math:`(2, |\mathcal{E}|)`, ``mass`` :math:`(B \cdot N_s)`
-          *(optional)*, ``batch`` :math:`(B \cdot N_s)` *(optional, sorted)*
+          *(optional)*, ``batch`` :math:`(B \cdot N_s)` *(optional, sorted)*,
+          ``batch_size`` *(optional)*: the number of graphs :math:`B`. Passed
+          with ``batch``, nothing reads ``batch`` (which would be a graph
+          break under :func:`torch.compile`; compiled, the check that every
+          graph has :math:`N_s` vertices is skipped)
         - **output:** ``(x, pos, edge_index, mass, batch)`` on
           ``icosphere(s - 1)``: :math:`(B \cdot N_{s-1}, F)`, :math:`(B \cdot
           N_{s-1}, 3)`, :math:`(2, B \cdot 60 \cdot 4^{s-1})`, :math:`(B \cdot
@@ -75,7 +79,7 @@ class SpherePool(torch.nn.Module):
         return self._levels[s]
 
     def forward(self, x: Tensor, pos: Tensor, edge_index: Tensor, mass: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None
+                batch: Optional[Tensor] = None, batch_size: Optional[int] = None
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         name = type(self).__name__
         if not isinstance(x, Tensor) or x.dim() != 2:
@@ -95,11 +99,18 @@ class SpherePool(torch.nn.Module):
                                  f"per row of 'x' (got {got})")
         if batch is None:
             batch = torch.zeros(N, dtype=torch.long, device=x.device)
-        B = int(batch.max()) + 1 if N else 0
-        counts = torch.bincount(batch, minlength=B)
-        n = int(counts[0]) if B else 0
+            B = 1 if N else 0
+        elif batch_size is not None:
+            B = batch_size
+        else:
+            B = int(batch.max()) + 1 if N else 0
+        n = N // B if B else 0
+        # the sizes of the graphs read the data: checked in eager mode only
+        same = B == 0 or n * B == N and (_is_compiling() or bool(
+            (torch.bincount(batch, minlength=B) == n).all()))
         s = icosphere_level(n)
-        if B == 0 or s is None or s < 1 or bool((counts != n).any()):
+        if B == 0 or s is None or s < 1 or not same:
+            counts = torch.bincount(batch, minlength=max(B, 1))
             raise ValueError(f"'{name}' expected every graph to be an icosphere with "
                              f"10 * 4^s + 2 vertices, s >= 1, all of one level (got graph "
                              f"sizes {counts.tolist()[:4]}{'...' if B > 4 else ''})")

@@ -104,6 +104,41 @@ def test_sphere_pool():
     one = SpherePool()(batch.x[162:], batch.pos[162:], batch.edge_index[:, 960:] - 162,
                        batch.mass[162:])
     assert (x[42:] - one[0]).abs().max() < 1e-12
+    # the number of graphs given rather than read from 'batch': the same output
+    given = SpherePool()(batch.x, batch.pos, batch.edge_index, batch.mass, batch.batch, 2)
+    for u, v in zip(given, (x, pos, edge_index, mass, b)):
+        assert torch.equal(u, v)
+    # a wrong one is caught in eager mode
+    with pytest.raises(ValueError, match="10 \\* 4\\^s \\+ 2 vertices"):
+        SpherePool()(batch.x, batch.pos, batch.edge_index, batch.mass, batch.batch, 1)
+
+
+def _explain_and_compile(module, *args):
+    r"""(dynamo's explanation, the aot_eager-compiled module's output)."""
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(module)(*args)
+    return explain, torch.compile(module, fullgraph=True, backend="aot_eager")(*args)
+
+
+@pytest.mark.parametrize("kernel", ["isotropic", "harmonic"])
+def test_compile_without_graph_breaks(kernel):
+    # a Batch knows its number of graphs: the model passes it to the layers and
+    # the pools, so nothing reads 'batch' (the coarse levels are cached by the
+    # first, eager call)
+    batch = Batch.from_data_list([sphere_signal(2, seed=i) for i in range(3)])
+    model = SphericalCNN(1, 5, 4, num_layers=3, kernel=kernel, lmax=3, num_coarsenings=2)
+    model = model.double()
+    ref = model(batch)
+    explain, out = _explain_and_compile(model, batch)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1
+    assert (out - ref).abs().max() < 1e-12
+    pool = SpherePool()
+    args = (batch.x, batch.pos, batch.edge_index, batch.mass, batch.batch, 3)
+    ref = pool(*args)
+    explain, out = _explain_and_compile(pool, *args)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+    assert all(torch.equal(u, v) for u, v in zip(out, ref))
 
 
 def test_bad_input():
