@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn.conv.diffusion_conv import METHODS, DiffusionConv
+from gdl_pyg.utils import _is_compiling
 
 __all__ = ["DiffusionNet", "DiffusionNetBlock", "SpatialGradientFeatures"]
 
@@ -256,7 +257,7 @@ class DiffusionNet(torch.nn.Module):
             raise ValueError(f"'{name}' expected node features 'x' of shape [num_nodes, "
                              f"{self.in_channels}] (got {shape}); e.g. the "
                              f"'HeatKernelSignature' transform writes them")
-        if not bool(torch.isfinite(x).all()):
+        if not _is_compiling() and not bool(torch.isfinite(x).all()):
             raise ValueError(f"'{name}' received node features 'x' with NaN or infinite "
                              f"values")
         need = {"mass": "'MeshGeometry' or 'PointCloudLaplacian'"}

@@ -19,6 +19,7 @@ from torch_geometric.nn.resolver import activation_resolver
 
 from gdl_pyg.nn.conv.egnn_conv import EGNNConv
 from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
+from gdl_pyg.utils import _is_compiling
 
 __all__ = ["EGNN", "NBodyGNN"]
 
@@ -53,6 +54,9 @@ def _per_graph(cls: str, out: Tensor, data: Data) -> Tensor:
     if batch is None:
         return out.reshape(1, -1)
     num_graphs = int(data.num_graphs) if hasattr(data, "num_graphs") else int(batch.max()) + 1
+    if num_graphs and out.size(0) % num_graphs == 0 and _is_compiling():
+        # equal sizes read the data: checked in eager mode only (like the index checks)
+        return out.reshape(num_graphs, -1)
     counts = torch.bincount(batch, minlength=num_graphs)
     if num_graphs == 0 or bool((counts != counts[0]).any()):
         raise ValueError(f"'{cls}' with level='graph' needs graphs of equal size (got node "
