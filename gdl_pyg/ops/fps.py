@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
-from gdl_pyg.ops._utils import (LOW_PRECISION, batch_to_ptr, check_batch,
+from gdl_pyg.ops._utils import (_eager, LOW_PRECISION, batch_to_ptr, check_batch,
                                 check_points, infer_batch_size, num_samples,
                                 resolve_backend, upcast)
 
@@ -137,6 +137,7 @@ def _fps_torch(x: Tensor, ptr: List[int], deg: Tensor, n_out: Tensor,
     return (out + start_ptr.view(-1, 1))[keep]
 
 
+@_eager
 def fps(
     x: Tensor,
     batch: Optional[Tensor] = None,

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
 from gdl_pyg.ops._kdtree import kdtree_search
-from gdl_pyg.ops._utils import (DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
+from gdl_pyg.ops._utils import (_eager, DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
                                 check_points, check_positive_int,
                                 drop_self_and_cap, infer_batch_size,
                                 pairwise_distance, plan_blocks,
@@ -69,6 +69,7 @@ def _knn_torch(x: Tensor, y: Tensor, k: int, batch_x: Optional[Tensor],
     return torch.stack([torch.cat(rows), torch.cat(cols)], dim=0)
 
 
+@_eager
 def knn(
     x: Tensor,
     y: Tensor,
@@ -179,6 +180,7 @@ def knn(
     return _knn_torch(x, y, k, batch_x, batch_y, b, cosine, False, block_size)
 
 
+@_eager
 def knn_graph(
     x: Tensor,
     k: int,
@@ -273,6 +275,7 @@ def knn_graph(
     return torch.stack([row, col], dim=0)
 
 
+@_eager
 def nearest(
     x: Tensor,
     y: Tensor,

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
 from gdl_pyg.ops._kdtree import kdtree_search
-from gdl_pyg.ops._utils import (DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
+from gdl_pyg.ops._utils import (_eager, DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
                                 check_points, check_positive_int,
                                 drop_self_and_cap, infer_batch_size,
                                 pairwise_distance, plan_blocks,
@@ -72,6 +72,7 @@ def _radius_torch(x: Tensor, y: Tensor, r: float, batch_x: Optional[Tensor],
     return torch.cat(out, dim=1)
 
 
+@_eager
 def radius(
     x: Tensor,
     y: Tensor,
@@ -176,6 +177,7 @@ def radius(
                          False, block_size)
 
 
+@_eager
 def radius_graph(
     x: Tensor,
     r: float,

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
-from gdl_pyg.ops._utils import (check_batch, check_points, resolve_backend,
+from gdl_pyg.ops._utils import (_eager, check_batch, check_points, resolve_backend,
                                 upcast)
 
 __all__ = ["grid_cluster", "voxel_grid"]
@@ -44,6 +44,7 @@ def _as_vector(value: Vector, dim: int, name: str, fn: str,
     return out
 
 
+@_eager
 def grid_cluster(
     pos: Tensor,
     size: Vector,
@@ -122,6 +123,7 @@ def grid_cluster(
     return (cell * stride.view(1, -1)).sum(dim=1)
 
 
+@_eager
 def voxel_grid(
     pos: Tensor,
     size: Vector,

@@ -68,6 +68,19 @@ def test_batch_equals_single(backbone):
         start += d.num_nodes
 
 
+@pytest.mark.parametrize("backbone", ["egnn", "tfn"])
+def test_compiled_equals_eager(backbone):
+    # the radius graph is built in forward: it runs eagerly inside the compiled
+    # model (torch_cluster's operators cannot be traced), a graph break
+    model = _model(backbone).double().eval()
+    data = Batch.from_data_list([_structure(n, seed=s) for s, n in ((1, 7), (2, 11))])
+    energy, forces = model(data)
+    torch._dynamo.reset()
+    energy_c, forces_c = torch.compile(model, backend="aot_eager")(data)
+    assert (energy_c - energy).abs().max() < 1e-12
+    assert (forces_c - forces).abs().max() < 1e-12
+
+
 def test_checker_fails_on_baseline():
     model = _model("gnn_xyz")
     data = _structure(9)
