@@ -11,6 +11,10 @@ table:
     :class:`e3nn.nn.models.v2106.points_convolution.Convolution` with the
     weights copied across, and ``TensorFieldConv(backend="cuequivariance")``
     (the same parameters) where ``cuequivariance_torch`` imports.
+(c) unless ``--no-compile``: both layers under :func:`torch.compile` next to
+    themselves eager, and the compiled ``TensorFieldConv`` next to e3nn's
+    ``Convolution`` compiled too (the compiled outputs checked against the
+    eager ones in float32).
 
 Usage::
 
@@ -53,6 +57,8 @@ from gdl_pyg.ops import radius_graph  # noqa: E402
 
 #: an equality check passes when max |ours - reference| <= TOL * max(1, max |reference|)
 TOL = 1e-9
+#: compiled against eager, both float32 (inductor reorders sums)
+COMPILED_TOL = 1e-4
 
 
 # --------------------------------------------------------------------------
@@ -278,12 +284,12 @@ def fwd_bwd(module: torch.nn.Module, args: tuple) -> Callable[[], None]:
     return step
 
 
-def max_diff(a, b) -> Tuple[float, bool]:
+def max_diff(a, b, tol: float = TOL) -> Tuple[float, bool]:
     a = a if isinstance(a, (tuple, list)) else (a,)
     b = b if isinstance(b, (tuple, list)) else (b,)
     diff = max(float((u - v).abs().max()) for u, v in zip(a, b))
     scale = max([1.0] + [float(v.abs().max()) for v in b])
-    return diff, diff <= TOL * scale
+    return diff, diff <= tol * scale
 
 
 def _as64(value):
@@ -299,6 +305,43 @@ def check(ours: torch.nn.Module, ref: torch.nn.Module, ours_args: tuple,
         a = copy.deepcopy(ours).double()(*map(_as64, ours_args))
         b = copy.deepcopy(ref).double()(*map(_as64, ref_args))
     return max_diff(a, b)
+
+
+def compiled_rows(pairs: Dict[str, Tuple[str, torch.nn.Module, str, torch.nn.Module]],
+                  args_of: Dict[str, tuple], graph: str, args,
+                  failures: List[str]) -> List[Tuple[str, ...]]:
+    r"""Rows of :func:`torch.compile`'d modules next to their peers: ``pairs``
+    maps a key to ``(name, module, peer name, peer module)``; both modules
+    compiled (a peer given as ``None`` is the module itself in eager mode).
+    The compiled output is checked against the eager one in float32 (to
+    ``COMPILED_TOL`` x output scale), and each module is called once before
+    the timed rounds (the compilation)."""
+    device = torch.device(args.device)
+    steps, rows, checks = {}, [], {}
+    for key, (name, module, peer_name, peer) in pairs.items():
+        compiled = torch.compile(module, backend=args.compile_backend)
+        with torch.no_grad():
+            checks[key] = max_diff(compiled(*args_of[key]), module(*args_of[key]),
+                                   COMPILED_TOL)
+        diff = checks[key][0]
+        if not checks[key][1]:
+            failures.append(f"{name}, compiled vs eager: {diff:.1e}")
+        steps[key] = fwd_bwd(compiled, args_of[key])
+        steps[key]()
+        peer_key = key + " peer"
+        steps[peer_key] = fwd_bwd(torch.compile(peer, backend=args.compile_backend)
+                                  if peer is not None else module,
+                                  args_of[key])
+        steps[peer_key]()
+    t = interleaved(steps, args.repeats, args.warmup, device, args.budget)
+    for key, (name, _, peer_name, _) in pairs.items():
+        diff, ok = checks[key]
+        ours, ref = t[key], t[key + " peer"]
+        rows.append((f"{name}, compiled / {peer_name}", graph, str(len(ours)),
+                     fmt_ms(statistics.median(ours)), fmt_ms(statistics.median(ref)),
+                     f"{paired_ratio(ours, ref):.2f}",
+                     f"{diff:.1e} vs eager, float32 ({'ok' if ok else 'FAILED'})"))
+    return rows
 
 
 # --------------------------------------------------------------------------
@@ -325,6 +368,7 @@ def run(args) -> Tuple[List[Tuple[str, ...]], List[str]]:
         conv = EGNNConv(C, C, H, edge_dim=D).to(device)
         x = torch.randn(n, C, generator=gen).to(device).requires_grad_()
         edge_attr = torch.randn(E, D, generator=gen).to(device)
+        egnn = (conv, (x, pos, edge_index, edge_attr))
         need = dense_bytes(n, H)
         if need > args.dense_max_gib * 2 ** 30:
             rows.append(("EGNNConv / dense EGNN", graph, "-", "-", "-", "-",
@@ -378,7 +422,15 @@ def run(args) -> Tuple[List[Tuple[str, ...]], List[str]]:
             rows.append((names["cue"], graph, "-", "-", "-", "-",
                          "not available (cuequivariance_torch does not import)"
                          if not args.no_cue else "skipped (--no-cue)"))
-        del mods, steps, t
+        if not args.no_compile:
+            rows += compiled_rows(
+                {"egnn": ("EGNNConv", egnn[0], "EGNNConv, eager", None),
+                 "tfn": ("TensorFieldConv (e3nn)", mods["ours"],
+                         "e3nn Convolution, compiled", mods["reference"]),
+                 "tfn self": ("TensorFieldConv (e3nn)", mods["ours"],
+                              "TensorFieldConv (e3nn), eager", None)},
+                {"egnn": egnn[1], "tfn": inputs, "tfn self": inputs}, graph, args, failures)
+        del mods, steps, t, egnn
     return rows, failures
 
 
@@ -411,6 +463,13 @@ def main(argv=None) -> int:
                         help="skip the dense EGNN above this estimated memory (default: 4)")
     parser.add_argument("--no-cue", action="store_true",
                         help="skip the cuequivariance backend")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the torch.compile rows (EGNNConv and TensorFieldConv "
+                             "compiled, next to themselves eager and to e3nn's Convolution "
+                             "compiled)")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend of the compiled rows (default: inductor; "
+                             "aot_eager checks the graphs without generating kernels)")
     parser.add_argument("--quick", action="store_true",
                         help="few rounds (a smoke test); default sizes 250")
     args = parser.parse_args(argv)
@@ -438,7 +497,10 @@ def main(argv=None) -> int:
     if failures:
         print("equality check FAILED: " + "; ".join(failures))
         return 1
-    print(f"equality check passed (every pair within {TOL:g} x output scale in float64)")
+    compiled = "" if args.no_compile else \
+        f"; compiled within {COMPILED_TOL:g} x output scale of eager in float32"
+    print(f"equality check passed (every pair within {TOL:g} x output scale in float64"
+          f"{compiled})")
     return 0
 
 

@@ -34,7 +34,9 @@ QUICK = ["--quick", "--sizes", "60", "--repeats", "1", "--warmup", "0", "--chann
 
 def test_quick_run_prints_the_table_and_passes_the_equality_checks(capsys):
     bench = load_script()
-    assert bench.main(QUICK) == 0
+    # aot_eager: the compiled rows without inductor's kernel builds (about two
+    # minutes on two cores with a cold cache, as in CI)
+    assert bench.main(QUICK + ["--compile-backend", "aot_eager"]) == 0
     out = capsys.readouterr().out
     rows = {row[0]: row for row in table_rows(out)}
     egnn = rows["EGNNConv / dense EGNN"]
@@ -48,7 +50,35 @@ def test_quick_run_prints_the_table_and_passes_the_equality_checks(capsys):
         assert row[8].endswith("(ok)") and diff < 1e-9
     if not WITH_CUE:
         assert "not available" in cue[-1]
-    assert "equality check passed" in out
+    # the compiled rows: each layer next to itself eager, TFN next to e3nn compiled
+    for name in ("EGNNConv, compiled / EGNNConv, eager",
+                 "TensorFieldConv (e3nn), compiled / e3nn Convolution, compiled",
+                 "TensorFieldConv (e3nn), compiled / TensorFieldConv (e3nn), eager"):
+        row = rows[name]
+        assert int(row[4]) == 1 and float(row[5]) > 0 and float(row[6]) > 0
+        assert float(row[7]) > 0
+        assert row[8].endswith("vs eager, float32 (ok)") and float(row[8].split()[0]) < 1e-4
+    assert "equality check passed" in out and "compiled within 0.0001" in out
+
+
+def test_a_wrong_compiled_result_fails_the_check(capsys, monkeypatch):
+    bench = load_script()
+
+    class Off(torch.nn.Module):  # a "compiler" whose output is off by 1e-2
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args):
+            out = self.module(*args)
+            return (out[0] + 1e-2,) + tuple(out[1:]) if isinstance(out, tuple) else out + 1e-2
+
+    monkeypatch.setattr(torch, "compile", lambda module, backend: Off(module))
+    assert bench.main(QUICK + ["--no-cue"]) == 1
+    out = capsys.readouterr().out
+    assert "EGNNConv, compiled vs eager" in out and "TensorFieldConv (e3nn), compiled vs eager" \
+        in out
+    assert "equality check passed" not in out
 
 
 def test_a_broken_reference_fails_the_check(capsys, monkeypatch):
@@ -60,7 +90,7 @@ def test_a_broken_reference_fails_the_check(capsys, monkeypatch):
         return h + 1e-6, pos
 
     monkeypatch.setattr(bench.DenseEGNN, "forward", off_by_a_little)
-    assert bench.main(QUICK + ["--no-cue"]) == 1
+    assert bench.main(QUICK + ["--no-cue", "--no-compile"]) == 1
     out = capsys.readouterr().out
     assert "equality check FAILED: EGNNConv vs dense at N=60" in out
     assert "(FAILED)" in out and "equality check passed" not in out
@@ -95,7 +125,7 @@ def test_dense_egnn_equals_egnn_conv_with_options():
 
 def test_dense_is_skipped_above_the_memory_cap(capsys):
     bench = load_script()
-    assert bench.main(QUICK + ["--no-cue", "--dense-max-gib", "0.0001"]) == 0
+    assert bench.main(QUICK + ["--no-cue", "--no-compile", "--dense-max-gib", "0.0001"]) == 0
     out = capsys.readouterr().out
     rows = {row[0]: row for row in table_rows(out)}
     assert "dense skipped" in rows["EGNNConv / dense EGNN"][-1]
