@@ -1,8 +1,7 @@
 r"""Shared helpers of :mod:`gdl_pyg.ops`: input validation, batch vectors,
 backend dispatch, block planning and deterministic smallest-:math:`k`
 selection."""
-import functools
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -29,16 +28,6 @@ NEIGHBOR_BACKENDS = ("auto", "torch", "scipy", "cluster")
 SCIPY_MAX_DIM = 8
 
 
-def _eager(fn: Callable) -> Callable:
-    r"""Runs :obj:`fn` eagerly under :func:`torch.compile` (one graph break at
-    the call). The searches and samplings of this package have outputs whose
-    size depends on the data, and :obj:`torch_cluster`'s operators have no
-    fake implementation to trace them with; compiled, a model that builds its
-    graph in ``forward`` (*e.g.* :class:`~gdl_pyg.nn.models.
-    InteratomicPotential`) calls them as in eager mode."""
-    wrapped = torch.compiler.disable(fn)
-    functools.update_wrapper(wrapped, fn)
-    return wrapped
 def resolve_backend(backend: str, fn: str) -> str:
     r"""Maps ``backend`` (``"auto"``, ``"torch"`` or ``"cluster"``) to the
     implementation that runs: ``"cluster"`` (:obj:`torch_cluster`) or

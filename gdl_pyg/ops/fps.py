@@ -6,9 +6,10 @@ import torch
 from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
-from gdl_pyg.ops._utils import (_eager, LOW_PRECISION, batch_to_ptr, check_batch,
+from gdl_pyg.ops._utils import (LOW_PRECISION, batch_to_ptr, check_batch,
                                 check_points, infer_batch_size, num_samples,
                                 resolve_backend, upcast)
+from gdl_pyg.utils import _eager
 
 __all__ = ["fps"]
 

@@ -8,11 +8,12 @@ from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
 from gdl_pyg.ops._kdtree import kdtree_search
-from gdl_pyg.ops._utils import (_eager, DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
+from gdl_pyg.ops._utils import (DEFAULT_BLOCK_SIZE, batch_to_ptr, check_batch,
                                 check_points, check_positive_int,
                                 drop_self_and_cap, infer_batch_size,
                                 pairwise_distance, plan_blocks,
                                 resolve_neighbor_backend, smallest_k, upcast)
+from gdl_pyg.utils import _eager
 
 __all__ = ["knn", "knn_graph", "nearest"]
 

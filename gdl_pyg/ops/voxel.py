@@ -7,8 +7,9 @@ import torch
 from torch import Tensor
 
 from gdl_pyg import typing as gdl_typing
-from gdl_pyg.ops._utils import (_eager, check_batch, check_points, resolve_backend,
+from gdl_pyg.ops._utils import (check_batch, check_points, resolve_backend,
                                 upcast)
+from gdl_pyg.utils import _eager
 
 __all__ = ["grid_cluster", "voxel_grid"]
 

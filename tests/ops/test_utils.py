@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gdl_pyg import ops
-from gdl_pyg.ops._utils import _eager
+from gdl_pyg.utils import _eager
 
 # every public op, called on a small batched point cloud
 CASES = {

@@ -24,11 +24,12 @@ from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn._checks import check_index
-from gdl_pyg.utils import check_edge_index
+from gdl_pyg.utils import _eager, check_edge_index
 
 __all__ = ["heavy_edge_matching", "coarsen", "GraclusPooling"]
 
 
+@_eager
 def heavy_edge_matching(edge_index: Tensor, edge_weight: OptTensor = None,
                         num_nodes: Optional[int] = None, seed: int = 0,
                         normalized: bool = False, priority: OptTensor = None) -> Tensor:
@@ -116,6 +117,7 @@ def heavy_edge_matching(edge_index: Tensor, edge_weight: OptTensor = None,
     return consecutive_cluster(root)[0]
 
 
+@_eager
 def coarsen(cluster: Tensor, data: Data, reduce: str = "mean") -> Data:
     r"""Pools a graph :obj:`data` by :obj:`cluster`: node features are averaged
     (:obj:`"mean"`, :func:`~torch_geometric.nn.pool.avg_pool`) or maxed
@@ -171,6 +173,7 @@ class GraclusPooling(torch.nn.Module):
         self.normalized = normalized
         self.seed = seed
 
+    @_eager
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: OptTensor = None,
                 batch: OptTensor = None
                 ) -> Tuple[Tensor, Tensor, OptTensor, OptTensor, Tensor]:

@@ -91,6 +91,33 @@ def test_coarsen_and_pooling_module():
         GraclusPooling(reduce="sum")
 
 
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+def test_compiled_model_with_graclus_pooling_equals_eager(reduce):
+    # the matching and the pooling have data-dependent sizes: they run eagerly
+    # inside a compiled model (a graph break each), with gradients
+    graphs = [random_graph(seed=s) for s in range(2)]
+    for g in graphs:
+        g.edge_attr = g.edge_weight
+    data = Batch.from_data_list(graphs)
+    lin, pool = torch.nn.Linear(4, 4).double(), GraclusPooling(reduce=reduce)
+
+    def model(x, edge_index, edge_weight, batch):
+        x, edge_index, edge_weight, batch, _ = pool(torch.tanh(lin(x)), edge_index,
+                                                    edge_weight, batch)
+        return torch.zeros(2, 4, dtype=x.dtype).index_add_(0, batch, x)
+
+    args = (data.x, data.edge_index, data.edge_weight, data.batch)
+    ref = model(*args)
+    grad_ref = torch.autograd.grad(ref.sum(), lin.weight)[0]
+    torch._dynamo.reset()
+    out = torch.compile(model, backend="aot_eager")(*args)
+    grad = torch.autograd.grad(out.sum(), lin.weight)[0]
+    assert torch.equal(out, ref) and torch.equal(grad, grad_ref)
+    cluster = torch.compile(heavy_edge_matching, backend="aot_eager")(data.edge_index,
+                                                                    data.edge_weight)
+    assert torch.equal(cluster, heavy_edge_matching(data.edge_index, data.edge_weight))
+
+
 class CoarsenThenReadout(torch.nn.Module):
     def __init__(self, levels=2):
         super().__init__()
