@@ -280,10 +280,11 @@ class GraphTransformer(torch.nn.Module):
         h = self.lin_in(data.x)
         if self.lin_pe is not None:
             p = data.get(self.pe_attr)
-            if not isinstance(p, Tensor) or p.shape != (data.num_nodes, self.pe_dim):
+            # the rows of x, not data.num_nodes (which dynamo cannot compare)
+            if not isinstance(p, Tensor) or p.shape != (h.size(0), self.pe_dim):
                 shape = list(p.shape) if isinstance(p, Tensor) else type(p).__name__
                 raise ValueError(f"'{name}' with pe={self.pe!r} expected the node attribute "
-                                 f"'{self.pe_attr}' of shape [{data.num_nodes}, {self.pe_dim}] "
+                                 f"'{self.pe_attr}' of shape [{h.size(0)}, {self.pe_dim}] "
                                  f"(got {shape}); add it with the matching transform of "
                                  f"gdl_pyg.transforms.positional_encoding")
             h = h + self.lin_pe(p.to(h.dtype))
