@@ -77,18 +77,13 @@ def test_matches_matrix_exponential(method):
 
 
 @pytest.mark.parametrize("method,num_terms", [("spectral", None), ("chebyshev", 12)])
-def test_compile_no_graph_breaks(method, num_terms):
+def test_compile_no_graph_breaks(method, num_terms, compile_one_graph):
     # a fixed number of Chebyshev terms: nothing in forward reads the data
     data = geometry(*bumpy_mesh(1), k=12)
     conv = DiffusionConv(3, method=method, num_terms=num_terms, init_time=0.05).double()
     x = torch.randn(data.num_nodes, 3, dtype=torch.float64)
     kwargs = {k: data.get(k) for k in GEOMETRY}
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(conv)(x, **kwargs)
-    assert explain.graph_break_count == 0, explain.break_reasons
-    assert explain.graph_count == 1
-    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
-    assert (compiled(x, **kwargs) - conv(x, **kwargs)).abs().max() < 1e-12
+    assert (compile_one_graph(conv, x, **kwargs) - conv(x, **kwargs)).abs().max() < 1e-12
 
 
 def test_adaptive_chebyshev_compiles_with_breaks():

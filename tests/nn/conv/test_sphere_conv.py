@@ -206,19 +206,15 @@ COMPILE_CASES = [((2,), True), ((1, 1), True), ((1, 2), False)]
 
 @pytest.mark.parametrize("sizes,with_mass", COMPILE_CASES)
 @pytest.mark.parametrize("kernel", ["isotropic", "harmonic"])
-def test_compile_no_graph_breaks_and_equal_to_eager(kernel, sizes, with_mass):
+def test_compile_no_graph_breaks_and_equal_to_eager(kernel, sizes, with_mass,
+                                                    compile_one_graph):
     graphs = [sphere_data(s, seed=i) for i, s in enumerate(sizes)]
     data = Batch.from_data_list(graphs) if len(graphs) > 1 else graphs[0]
     batch = data.batch if len(graphs) > 1 else None
     conv = SphereConv(3, 4, kernel=kernel, lmax=3).double()
     args = (data.x, data.pos, data.edge_index, data.mass if with_mass else None, batch,
             len(graphs) if batch is not None else None)
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(conv)(*args)
-    assert explain.graph_break_count == 0, explain.break_reasons
-    assert explain.graph_count == 1
-    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
-    assert (compiled(*args) - conv(*args)).abs().max() < 1e-12
+    assert (compile_one_graph(conv, *args) - conv(*args)).abs().max() < 1e-12
 
 
 def test_harmonic_without_batch_size_still_compiles_with_a_break():

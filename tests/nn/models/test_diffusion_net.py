@@ -87,16 +87,11 @@ def test_bad_input():
 
 
 @pytest.mark.parametrize("level", ["node", "graph"])
-def test_spectral_compiles_without_graph_breaks(level):
+def test_spectral_compiles_without_graph_breaks(level, compile_one_graph):
     # the finiteness check of 'x' is skipped when compiling, like the layers' checks
     net, data = model("spectral", level), surface(1)
     ref = net(data)
-    torch._dynamo.reset()
-    explain = torch._dynamo.explain(net)(data)
-    assert explain.graph_break_count == 0, explain.break_reasons
-    assert explain.graph_count == 1
-    out = torch.compile(net, fullgraph=True, backend="aot_eager")(data)
-    assert (out - ref).abs().max() < 1e-12
+    assert (compile_one_graph(net, data) - ref).abs().max() < 1e-12
 
 
 def test_chebyshev_matches_spectral_with_full_basis():
