@@ -26,6 +26,17 @@ def _graph(n, p, gen, channels=3):
     return Data(x=torch.randn(n, channels, generator=gen), edge_index=ei)
 
 
+def _graphs_with_pe(pe):
+    r"""The graphs of :func:`_batch` with the positional encoding ``pe``
+    (``"none"``, ``"laplacian"`` or ``"random_walk"``) of dimension 4."""
+    graphs = _batch().to_data_list()
+    if pe == "laplacian":
+        return [LaplacianPE(4, random_sign_flip=False)(g) for g in graphs]
+    if pe == "random_walk":
+        return [RandomWalkPE(4)(g) for g in graphs]
+    return graphs
+
+
 def _batch(channels=3):
     gen = torch.Generator().manual_seed(0)
     return Batch.from_data_list([_graph(n, 0.3, gen, channels) for n in (7, 5, 9)])
@@ -99,11 +110,7 @@ def test_transformer_shapes_repr(pe, attention):
     assert all(type(c) is GraphTransformerConv for c in model.convs)
     assert str(model) == f"GraphTransformer(3, 8, 4, num_layers=2, heads=2, pe='{pe}', " \
                          f"level='graph')"
-    graphs = _batch().to_data_list()
-    if pe == "laplacian":
-        graphs = [LaplacianPE(4, random_sign_flip=False)(g) for g in graphs]
-    elif pe == "random_walk":
-        graphs = [RandomWalkPE(4)(g) for g in graphs]
+    graphs = _graphs_with_pe(pe)
     batch = Batch.from_data_list(graphs)
     out = model(batch)
     assert out.shape == (3, 4)
@@ -218,11 +225,7 @@ def test_deepsets_bad_input():
 @pytest.mark.parametrize("pe", ["none", "random_walk", "laplacian"])
 def test_graph_transformer_with_edge_attention_compiles_without_graph_breaks(
         pe, compile_one_graph):
-    graphs = _batch().to_data_list()
-    if pe == "laplacian":
-        graphs = [LaplacianPE(4, random_sign_flip=False)(g) for g in graphs]
-    elif pe == "random_walk":
-        graphs = [RandomWalkPE(4)(g) for g in graphs]
+    graphs = _graphs_with_pe(pe)
     data = Batch.from_data_list(graphs)
     model = GraphTransformer(3, 8, 4, num_layers=2, heads=2, pe=pe, pe_dim=4,
                              attention="edges").eval()
