@@ -14,12 +14,11 @@ from gdl_pyg.utils import _is_compiling, check_edge_index, check_features
 __all__ = ["SphereConv"]
 
 
-def _sh_degrees(lmax: int, device=None) -> Tensor:
+def _sh_degrees(lmax: int) -> Tensor:
     r"""The degree :math:`l` of each of the :math:`(l_{max}+1)^2` real
     spherical harmonics, in e3nn's order."""
-    # from a Python list: a constant under torch.compile (no data-dependent size)
     return torch.tensor([l for l in range(lmax + 1) for _ in range(2 * l + 1)],
-                        dtype=torch.long, device=device)
+                        dtype=torch.long)
 
 
 class SphereConv(MessagePassing):
@@ -112,6 +111,10 @@ class SphereConv(MessagePassing):
             self.weight = Parameter(torch.empty(num_rings + 1, out_channels, in_channels))
         else:
             self.weight = Parameter(torch.empty(lmax + 1, out_channels, in_channels))
+            # the degree of each harmonic, indexing the weight per degree: a
+            # buffer (moved with the layer, not in the state dict), so that
+            # forward copies nothing from the host
+            self.register_buffer("_degrees", _sh_degrees(lmax), persistent=False)
         self.bias = Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
 
@@ -220,7 +223,7 @@ class SphereConv(MessagePassing):
                              f"(got {list(mass.shape)})")
         Y = o3.spherical_harmonics(list(range(self.lmax + 1)), pos.to(x.dtype), normalize=True,
                                    normalization="integral")  # [N, (L+1)^2]
-        W = self.weight[_sh_degrees(self.lmax, x.device)]  # [S, F_out, F_in]
+        W = self.weight[self._degrees]  # [S, F_out, F_in]
         mx = mass.to(x.dtype).unsqueeze(-1) * x
         n = N // B if B else 0
         # (the layout test reads the data: skipped when compiling, one graph aside)

@@ -86,6 +86,10 @@ def test_shapes_and_repr():
     conv = SphereConv(4, 6, kernel="harmonic", lmax=3, bias=False)
     assert str(conv) == "SphereConv(4, 6, kernel='harmonic', lmax=3)"
     assert conv.weight.shape == (4, 6, 4) and conv.bias is None
+    # the degree of each harmonic (l = 0, 1, 1, 1, 2, ...) is a buffer outside
+    # the state dict: checkpoints hold the weights only
+    assert conv._degrees.tolist() == [0] + [1] * 3 + [2] * 5 + [3] * 7
+    assert list(conv.state_dict()) == ["weight"]
     assert conv(data.x, data.pos, mass=data.mass).shape == (162, 6)
     before = conv.weight.clone()
     conv.reset_parameters()
