@@ -13,7 +13,6 @@ it runs only while :func:`torch_geometric.is_debug_enabled` is on (``with
 torch_geometric.debug(): ...``), as PyG does, and inside
 :func:`torch.compile` it is skipped.
 """
-import functools
 from typing import Callable, Optional
 
 import torch
@@ -24,16 +23,15 @@ __all__ = ["check_edge_index", "check_channels", "check_features"]
 
 def _eager(fn: Callable) -> Callable:
     r"""Runs :obj:`fn` eagerly under :func:`torch.compile` (one graph break at
-    the call), keeping its name, docstring and signature. For functions whose
+    the call); :func:`torch.compiler.disable` keeps its name, docstring and
+    signature. For functions whose
     outputs have data-dependent sizes throughout (the searches and samplings
     of :mod:`gdl_pyg.ops`, graph coarsening), or that call
     :obj:`torch_cluster`'s operators, which have no fake implementation to be
     traced with: a compiled model that calls them in ``forward`` (*e.g.*
     :class:`~gdl_pyg.nn.models.InteratomicPotential`) gets their eager
     results."""
-    wrapped = torch.compiler.disable(fn)
-    functools.update_wrapper(wrapped, fn)
-    return wrapped
+    return torch.compiler.disable(fn)
 
 
 def _is_compiling() -> bool:
