@@ -1,6 +1,6 @@
 r"""Rotation-equivariant convolution of signals on the sphere :math:`S^2`."""
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -12,6 +12,28 @@ from gdl_pyg.nn._checks import check_index
 from gdl_pyg.utils import _is_compiling, check_edge_index, check_features
 
 __all__ = ["SphereConv"]
+
+
+def _graphs(batch: Optional[Tensor], batch_size: Optional[int], x: Tensor
+            ) -> Tuple[Tensor, int]:
+    r"""The batch vector of the vertices :obj:`x` (zeros for one graph) and
+    the number of graphs: 1 for one graph, :obj:`batch_size` when given, else
+    read from :obj:`batch` (a device synchronisation, and a graph break under
+    :func:`torch.compile`); 0 without vertices."""
+    N = x.size(0)
+    if batch is None:
+        return torch.zeros(N, dtype=torch.long, device=x.device), 1 if N else 0
+    if batch_size is not None:
+        return batch, batch_size
+    return batch, int(batch.max()) + 1 if N else 0
+
+
+def _uniform_mass(batch: Tensor, num_graphs: int, x: Tensor) -> Tensor:
+    r"""The area :math:`4\pi / n_b` of every vertex of a graph :math:`b` with
+    :math:`n_b` vertices, counted into :obj:`num_graphs` rows (a static size,
+    where :func:`torch.bincount`'s reads the data)."""
+    counts = x.new_zeros(num_graphs).index_add_(0, batch, x.new_ones(x.size(0)))
+    return (4.0 * math.pi / counts)[batch]
 
 
 def _sh_degrees(lmax: int) -> Tensor:
@@ -207,17 +229,9 @@ class SphereConv(MessagePassing):
         from e3nn import o3
         N = x.size(0)
         one_graph = batch is None
-        if one_graph:
-            batch = torch.zeros(N, dtype=torch.long, device=x.device)
-            B = 1 if N else 0
-        elif batch_size is not None:
-            B = batch_size
-        else:
-            B = int(batch.max()) + 1 if N else 0
+        batch, B = _graphs(batch, batch_size, x)
         if mass is None:
-            # vertices per graph, of a static size B (bincount's size reads the data)
-            counts = x.new_zeros(B).index_add_(0, batch, x.new_ones(N))
-            mass = (4.0 * math.pi / counts)[batch]
+            mass = _uniform_mass(batch, B, x)
         elif mass.shape != (N,):
             raise ValueError(f"'{type(self).__name__}' expected 'mass' of shape [{N}] "
                              f"(got {list(mass.shape)})")

@@ -3,7 +3,6 @@ r"""A spherical CNN on icospheres, built from the blueprint's pieces:
 maps), a pointwise nonlinearity,
 :class:`~gdl_pyg.nn.pool.sphere_pool.SpherePool` (coarsening to the next
 coarser icosphere) and a rotation-invariant global pooling."""
-import math
 from typing import List, Literal
 
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from gdl_pyg.nn.conv.sphere_conv import SphereConv
+from gdl_pyg.nn.conv.sphere_conv import SphereConv, _graphs, _uniform_mass
 from gdl_pyg.nn.pool.sphere_pool import SpherePool, icosphere_level
 
 __all__ = ["SphericalCNN"]
@@ -150,17 +149,11 @@ class SphericalCNN(torch.nn.Module):
                              f"(got {list(x.shape)})")
         batch = data.get("batch")
         num_graphs = getattr(data, "num_graphs", None) if batch is not None else None
-        if batch is None:
-            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-            B = 1 if x.size(0) else 0
-        elif num_graphs is not None:  # a Batch knows it: no read of 'batch'
-            B = int(num_graphs)
-        else:
-            B = int(batch.max()) + 1 if x.size(0) else 0
+        # a Batch knows its number of graphs: then nothing reads 'batch'
+        batch, B = _graphs(batch, None if num_graphs is None else int(num_graphs), x)
         mass = data.get("mass")
-        if mass is None:  # vertices per graph, of a static size B
-            counts = x.new_zeros(B).index_add_(0, batch, x.new_ones(x.size(0)))
-            mass = (4.0 * math.pi / counts)[batch]
+        if mass is None:
+            mass = _uniform_mass(batch, B, x)
         mass = mass.to(x.dtype)
         if self.num_coarsenings:
             s = icosphere_level(x.size(0) // max(B, 1))

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+from gdl_pyg.nn.conv.sphere_conv import _graphs
 from gdl_pyg.utils import _is_compiling, check_edge_index
 
 __all__ = ["SpherePool", "icosphere_level"]
@@ -97,13 +98,7 @@ class SpherePool(torch.nn.Module):
                 got = list(val.shape) if isinstance(val, Tensor) else type(val).__name__
                 raise ValueError(f"'{name}' expected '{key}' of shape {list(shape)}, one row "
                                  f"per row of 'x' (got {got})")
-        if batch is None:
-            batch = torch.zeros(N, dtype=torch.long, device=x.device)
-            B = 1 if N else 0
-        elif batch_size is not None:
-            B = batch_size
-        else:
-            B = int(batch.max()) + 1 if N else 0
+        batch, B = _graphs(batch, batch_size, x)
         n = N // B if B else 0
         # the sizes of the graphs read the data: checked in eager mode only
         same = B == 0 or n * B == N and (_is_compiling() or bool(
