@@ -307,40 +307,40 @@ def check(ours: torch.nn.Module, ref: torch.nn.Module, ours_args: tuple,
     return max_diff(a, b)
 
 
-def compiled_rows(pairs: Dict[str, Tuple[str, torch.nn.Module, str, torch.nn.Module]],
-                  args_of: Dict[str, tuple], graph: str, args,
-                  failures: List[str]) -> List[Tuple[str, ...]]:
-    r"""Rows of :func:`torch.compile`'d modules next to their peers: ``pairs``
-    maps a key to ``(name, module, peer name, peer module)``; both modules
-    compiled (a peer given as ``None`` is the module itself in eager mode).
-    The compiled output is checked against the eager one in float32 (to
-    ``COMPILED_TOL`` x output scale), and each module is called once before
-    the timed rounds (the compilation)."""
+def compiled_rows(cases: Dict[str, Tuple[str, torch.nn.Module, tuple,
+                                         List[Tuple[str, Optional[torch.nn.Module]]]]],
+                  graph: str, args, failures: List[str]) -> List[Tuple[str, ...]]:
+    r"""Rows of :func:`torch.compile`'d modules next to their peers: ``cases``
+    maps a key to ``(name, module, inputs, peers)``, ``peers`` a list of
+    ``(peer name, peer module)``, compiled too (a peer given as ``None`` is
+    the module itself in eager mode); each compiled module is timed once per
+    round, for all its peers. The compiled output is checked against the
+    eager one in float32 (to ``COMPILED_TOL`` x output scale), and every
+    step is called once before the timed rounds (the compilation)."""
     device = torch.device(args.device)
     steps, rows, checks = {}, [], {}
-    for key, (name, module, peer_name, peer) in pairs.items():
+    for key, (name, module, inputs, peers) in cases.items():
         compiled = torch.compile(module, backend=args.compile_backend)
         with torch.no_grad():
-            checks[key] = max_diff(compiled(*args_of[key]), module(*args_of[key]),
-                                   COMPILED_TOL)
-        diff = checks[key][0]
+            checks[key] = max_diff(compiled(*inputs), module(*inputs), COMPILED_TOL)
         if not checks[key][1]:
-            failures.append(f"{name}, compiled vs eager: {diff:.1e}")
-        steps[key] = fwd_bwd(compiled, args_of[key])
-        steps[key]()
-        peer_key = key + " peer"
-        steps[peer_key] = fwd_bwd(torch.compile(peer, backend=args.compile_backend)
-                                  if peer is not None else module,
-                                  args_of[key])
-        steps[peer_key]()
+            failures.append(f"{name}, compiled vs eager: {checks[key][0]:.1e}")
+        steps[key] = fwd_bwd(compiled, inputs)
+        for peer_name, peer in peers:
+            steps[f"{key} / {peer_name}"] = fwd_bwd(
+                torch.compile(peer, backend=args.compile_backend) if peer is not None
+                else module, inputs)
+    for step in steps.values():
+        step()
     t = interleaved(steps, args.repeats, args.warmup, device, args.budget)
-    for key, (name, _, peer_name, _) in pairs.items():
+    for key, (name, _, _, peers) in cases.items():
         diff, ok = checks[key]
-        ours, ref = t[key], t[key + " peer"]
-        rows.append((f"{name}, compiled / {peer_name}", graph, str(len(ours)),
-                     fmt_ms(statistics.median(ours)), fmt_ms(statistics.median(ref)),
-                     f"{paired_ratio(ours, ref):.2f}",
-                     f"{diff:.1e} vs eager, float32 ({'ok' if ok else 'FAILED'})"))
+        for peer_name, _ in peers:
+            ours, ref = t[key], t[f"{key} / {peer_name}"]
+            rows.append((f"{name}, compiled / {peer_name}", graph, str(len(ours)),
+                         fmt_ms(statistics.median(ours)), fmt_ms(statistics.median(ref)),
+                         f"{paired_ratio(ours, ref):.2f}",
+                         f"{diff:.1e} vs eager, float32 ({'ok' if ok else 'FAILED'})"))
     return rows
 
 
@@ -424,12 +424,11 @@ def run(args) -> Tuple[List[Tuple[str, ...]], List[str]]:
                          if not args.no_cue else "skipped (--no-cue)"))
         if not args.no_compile:
             rows += compiled_rows(
-                {"egnn": ("EGNNConv", egnn[0], "EGNNConv, eager", None),
-                 "tfn": ("TensorFieldConv (e3nn)", mods["ours"],
-                         "e3nn Convolution, compiled", mods["reference"]),
-                 "tfn self": ("TensorFieldConv (e3nn)", mods["ours"],
-                              "TensorFieldConv (e3nn), eager", None)},
-                {"egnn": egnn[1], "tfn": inputs, "tfn self": inputs}, graph, args, failures)
+                {"egnn": ("EGNNConv", egnn[0], egnn[1], [("EGNNConv, eager", None)]),
+                 "tfn": ("TensorFieldConv (e3nn)", mods["ours"], inputs,
+                         [("e3nn Convolution, compiled", mods["reference"]),
+                          ("TensorFieldConv (e3nn), eager", None)])},
+                graph, args, failures)
         del mods, steps, t, egnn
     return rows, failures
 
