@@ -3,7 +3,7 @@ geodesic polar coordinates, learned filters applied at every rotation, and
 angular max pooling, made exactly gauge invariant by pooling over all
 (continuous) rotations of a band-limited filter."""
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -349,11 +349,11 @@ class GeodesicConv(MessagePassing):
         # [N, 2 M C] x [2 M C, 2 O] product per frequency
         W = torch.einsum("ocmt,tgse->gsmceo", self.weight, self.mix3.to(self.weight.dtype))
         W = W.reshape(K + 1, 2 * M * C, 2 * Co)
-        if not torch.compiler.is_compiling() and not edge_logmap.requires_grad:
+        if not edge_logmap.requires_grad:
             F, centre = self._patch_sparse(x, edge_index, edge_logmap)  # [K+1, N, 2MC]
             R = torch.bmm(F, W)  # [K+1, N, 2 O]
             R[0] += centre @ W[0, :M * C]
-        else:  # differentiable in the geometry, and traceable
+        else:  # differentiable in the geometry
             F = self._patch_coefficients(x, edge_index, edge_logmap)  # [N, M, B, C]
             F = torch.cat([F, torch.zeros_like(F[:, :, :1])], 2)[:, :, self._patch_rows]
             F = F.view(N, M, K + 1, 2, C)
@@ -371,7 +371,8 @@ class GeodesicConv(MessagePassing):
         M, K = self.num_rho, self.max_freq
         rho = self.rho.to(x.dtype)
         src, dst = edge_index[0], edge_index[1]
-        if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+        compiling = torch.compiler.is_compiling()
+        if not compiling and not _sorted(dst):
             perm = torch.argsort(dst, stable=True)
             src, dst, edge_logmap = src[perm], dst[perm], edge_logmap[perm]
         r, phi = edge_logmap[:, 0], edge_logmap[:, 1]
@@ -384,9 +385,13 @@ class GeodesicConv(MessagePassing):
         ang = torch.stack([torch.cos(kphi), torch.sin(kphi)], 1).reshape(2 * K, phi.numel())
         ang = torch.cat([torch.ones_like(phi).unsqueeze(0), ang])  # [1 + 2K, E]: 1, cos, sin, ..
         vals = ang.unsqueeze(1) * wn.unsqueeze(0)  # [2K+1, M, E]
-        A, AT = _patch_matrices(src, dst, N, K, M, vals,
-                                torch.is_grad_enabled() and x.requires_grad)
-        F = _SparseProduct.apply(x, A, AT).view(K + 1, N, 2 * M * C)
+        if compiling:  # the same product, as one operator (it sorts and builds the CSR)
+            F = _patch_product(x, src, dst, vals, K, M, False)
+        else:
+            A, AT = _patch_matrices(src, dst, N, K, M, vals,
+                                    torch.is_grad_enabled() and x.requires_grad)
+            F = _SparseProduct.apply(x, A, AT)
+        F = F.view(K + 1, N, 2 * M * C)
         centre = (w0.unsqueeze(-1) * Zinv).t().unsqueeze(-1) * x.unsqueeze(1)
         return F, centre.reshape(N, M * C)
 
@@ -413,6 +418,10 @@ class GeodesicConv(MessagePassing):
             out = (R * basis).sum((0, 2))
         return out if self.bias is None else out + self.bias
 
+    def _sampling(self, dtype: torch.dtype) -> "_Sampling":
+        return _Sampling(self.freqs.to(dtype), self.grid.to(dtype), self.grid_table.to(dtype),
+                         self._grid_step, self.num_newton_steps)
+
     def _argmax_rotation(self, coef: Tensor) -> Tensor:
         r"""A maximiser :math:`\alpha^*` ``[...]`` of the trigonometric
         polynomials ``coef [..., 2K+1]`` (under no_grad).
@@ -420,10 +429,17 @@ class GeodesicConv(MessagePassing):
         Newton steps from the best of :math:`16K` samples, with a certificate
         that no other rotation is higher (a concave arc around the result,
         and the sampled values plus an interpolation bound elsewhere); the
-        polynomials without one go through :meth:`_argmax_rotation_search`."""
+        polynomials without one go through :meth:`_argmax_rotation_search`.
+        Under :func:`torch.compile` the same runs as one opaque operator
+        (``gdl_pyg::rotation_argmax``: its fallback has a data-dependent
+        size)."""
         shape = coef.shape[:-1]
         c = coef.reshape(-1, coef.size(-1))
-        if torch.compiler.is_compiling() or c.size(0) == 0:
+        if torch.compiler.is_compiling():
+            s = self._sampling(c.dtype)
+            return _rotation_argmax(c.contiguous(), s.freqs, s.grid, s.table, s.step,
+                                    s.newton_steps).view(shape)
+        if c.size(0) == 0:
             return self._argmax_rotation_search(c).view(shape)
         alpha, ok = self._argmax_certified(c.contiguous())
         if not bool(ok.all()):
@@ -432,99 +448,14 @@ class GeodesicConv(MessagePassing):
         return alpha.view(shape)
 
     def _argmax_certified(self, c: Tensor, chunk: int = 8192) -> Tuple[Tensor, Tensor]:
-        r"""``c [P, 2K+1]`` -> ``(alpha [P], certified [P])``: safeguarded
-        Newton steps from the best of the :math:`16K` samples, and a
-        certificate that no rotation is higher. The samples are made and
-        reduced ``chunk`` polynomials at a time (in cache), twice: for the
-        start, then for the certificate."""
-        K = self.max_freq
-        k = self.freqs.to(c.dtype)
-        h = self._grid_step
-        grid = self.grid.to(c.dtype)
-        table = self.grid_table.to(c.dtype)  # [B, G]
-        P = c.size(0)
-        start = grid[torch.cat([(c[i:i + chunk] @ table).max(-1).indices
-                                for i in range(0, P, chunk)])]  # [P]
-        cT = c.t()
-        p, q = cT[1:K + 1].contiguous(), cT[K + 1:].contiguous()  # [K, P]
-        k2 = k * k
-        lo, hi = start - h, start + h
-        alpha = start
-        for _ in range(self.num_newton_steps):
-            ka = k.unsqueeze(-1) * alpha  # [K, P]
-            cs, sn = torch.cos(ka), torch.sin(ka)
-            d1 = k @ (q * cs - p * sn)
-            d2 = k2 @ (p * cs + q * sn)  # minus the second derivative
-            step = torch.where(d2 > 0, d1 / d2, torch.sign(d1).mul_(0.5 * h))
-            alpha = torch.clamp(alpha + step.clamp_(-h, h), lo, hi)
-        ka = k.unsqueeze(-1) * alpha
-        cs, sn = torch.cos(ka), torch.sin(ka)
-        f = cT[0] + (p * cs + q * sn).sum(0)
-        qp = q * cs - p * sn
-        d1 = k @ qp
-        d2 = -(k2 @ (p * cs + q * sn))
-        d3 = -((k2 * k) @ qp)
-        # with A2 >= |f''| and A4 >= |f''''| everywhere, on |t| <= delta, where
-        # |f'''| delta / 6 + A4 delta^2 / 24 = |f''| / 4:
-        # f(alpha + t) <= f + |f'| |t| - |f''| t^2 / 4 <= f + f'^2 / |f''|
-        amp = torch.sqrt(p * p + q * q)
-        A2, A4 = k2 @ amp, (k2 * k2) @ amp
-        tiny = torch.finfo(c.dtype).tiny
-        b, c0 = d3.abs() / 6, (-d2).clamp_min(0) / 4
-        delta = (2 * c0 / (b + torch.sqrt(b * b + A4 * c0 / 6)).clamp_min(tiny))
-        delta = delta.clamp(max=math.pi)
-        # the samples whose two cells lie inside the arc (|g - alpha| + h <=
-        # delta) are left out; elsewhere f <= the larger end of its cell +
-        # h^2 / 8 max |f''|
-        eps = torch.finfo(c.dtype).eps
-        thr = torch.where(delta > h, torch.cos(delta - h) + 16 * eps,
-                          torch.full_like(delta, 2.0))
-        # a penalty > 0 only where cos(g - alpha) > thr pushes those samples
-        # down (no boolean masks: they are slow)
-        big = torch.finfo(c.dtype).max ** 0.5
-        rot = torch.stack([torch.cos(alpha), torch.sin(alpha), -thr], -1)  # [P, 3]
-        dirs = torch.stack([torch.cos(grid), torch.sin(grid), torch.ones_like(grid)])
-        outside = []
-        for i in range(0, P, chunk):
-            vals = c[i:i + chunk] @ table
-            pen = (rot[i:i + chunk] @ dirs).clamp_min_(0)
-            outside.append(vals.add_(pen, alpha=-big).amax(-1))
-        scale = c.abs().sum(-1)
-        bound = torch.cat(outside) + (h * h / 8) * A2 + 16 * eps * scale
-        err = d1 * d1 / (-d2).clamp_min(tiny)
-        ok = (d2 < 0) & (bound <= f) & (err <= 4 * eps * scale)
-        return alpha, ok
+        r"""``c [P, 2K+1]`` -> ``(alpha [P], certified [P])``
+        (:func:`_certified_argmax`)."""
+        return _certified_argmax(c, self._sampling(c.dtype), chunk)
 
     def _argmax_rotation_search(self, coef: Tensor) -> Tensor:
-        r"""A maximiser :math:`\alpha^*` ``[...]`` of the trigonometric
-        polynomials ``coef [..., 2K+1]``: the :math:`K` best local maxima of
-        the samples refined by safeguarded Newton steps (all under no_grad)."""
-        K = self.max_freq
-        k = self.freqs.to(coef.dtype)
-        h = self._grid_step
-        grid = self.grid.to(coef.dtype)
-        vals = coef @ self.grid_table.to(coef.dtype)  # [..., G]
-        is_max = (vals >= vals.roll(1, -1)) & (vals >= vals.roll(-1, -1))
-        masked = torch.where(is_max, vals, torch.full_like(vals, -math.inf))
-        _, idx = masked.topk(min(K, vals.size(-1)), dim=-1)  # [..., S]
-        start = grid[idx]
-        alpha = start
-        p, q = coef[..., 1:K + 1].unsqueeze(-2), coef[..., K + 1:].unsqueeze(-2)
-        # d1 = sum_k k (q_k cos - p_k sin), d2 = -sum_k k^2 (p_k cos + q_k sin)
-        for _ in range(self.num_newton_steps):
-            ka = alpha.unsqueeze(-1) * k  # [..., S, K]
-            c, s = torch.cos(ka), torch.sin(ka)
-            d1 = (q * c - p * s) @ k
-            d2 = -((p * c + q * s) @ (k * k))
-            concave = d2 < 0
-            newton = -d1 / torch.where(concave, d2, -torch.ones_like(d2))
-            step = torch.where(concave, newton, torch.sign(d1) * (0.5 * h))
-            alpha = alpha + step.clamp(-h, h)
-            alpha = torch.minimum(torch.maximum(alpha, start - h), start + h)
-        cand = torch.cat([alpha, grid[vals.argmax(-1, keepdim=True)]], -1)
-        value = _evaluate(coef, cand, k)[0]
-        best = value.argmax(dim=-1, keepdim=True)
-        return cand.gather(-1, best).squeeze(-1)
+        r"""A maximiser of every polynomial of ``coef [..., 2K+1]``
+        (:func:`_searched_argmax`)."""
+        return _searched_argmax(coef, self._sampling(coef.dtype))
 
     def __repr__(self) -> str:
         extra = ", oriented=True" if self.oriented else \
@@ -532,6 +463,129 @@ class GeodesicConv(MessagePassing):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
                 f"num_rho={self.num_rho}, num_theta={self.num_theta}, "
                 f"max_radius={self.max_radius:g}{extra})")
+
+
+class _Sampling(NamedTuple):
+    r"""The sampling of the rotation maximisation: the frequencies ``[K]``,
+    the ``G`` sampled angles, their trigonometric table ``[2K+1, G]``, the
+    sampling step and the number of Newton steps."""
+    freqs: Tensor
+    grid: Tensor
+    table: Tensor
+    step: float
+    newton_steps: int
+
+
+def _certified_argmax(c: Tensor, s: _Sampling, chunk: int = 8192) -> Tuple[Tensor, Tensor]:
+    r"""``c [P, 2K+1]`` -> ``(alpha [P], certified [P])``: safeguarded
+    Newton steps from the best of the :math:`16K` samples, and a
+    certificate that no rotation is higher. The samples are made and
+    reduced ``chunk`` polynomials at a time (in cache), twice: for the
+    start, then for the certificate."""
+    k, grid, table, h = s.freqs, s.grid, s.table, s.step  # table: [B, G]
+    K = k.numel()
+    P = c.size(0)
+    start = grid[torch.cat([(c[i:i + chunk] @ table).max(-1).indices
+                            for i in range(0, P, chunk)])]  # [P]
+    cT = c.t()
+    p, q = cT[1:K + 1].contiguous(), cT[K + 1:].contiguous()  # [K, P]
+    k2 = k * k
+    lo, hi = start - h, start + h
+    alpha = start
+    for _ in range(s.newton_steps):
+        ka = k.unsqueeze(-1) * alpha  # [K, P]
+        cs, sn = torch.cos(ka), torch.sin(ka)
+        d1 = k @ (q * cs - p * sn)
+        d2 = k2 @ (p * cs + q * sn)  # minus the second derivative
+        step = torch.where(d2 > 0, d1 / d2, torch.sign(d1).mul_(0.5 * h))
+        alpha = torch.clamp(alpha + step.clamp_(-h, h), lo, hi)
+    ka = k.unsqueeze(-1) * alpha
+    cs, sn = torch.cos(ka), torch.sin(ka)
+    f = cT[0] + (p * cs + q * sn).sum(0)
+    qp = q * cs - p * sn
+    d1 = k @ qp
+    d2 = -(k2 @ (p * cs + q * sn))
+    d3 = -((k2 * k) @ qp)
+    # with A2 >= |f''| and A4 >= |f''''| everywhere, on |t| <= delta, where
+    # |f'''| delta / 6 + A4 delta^2 / 24 = |f''| / 4:
+    # f(alpha + t) <= f + |f'| |t| - |f''| t^2 / 4 <= f + f'^2 / |f''|
+    amp = torch.sqrt(p * p + q * q)
+    A2, A4 = k2 @ amp, (k2 * k2) @ amp
+    tiny = torch.finfo(c.dtype).tiny
+    b, c0 = d3.abs() / 6, (-d2).clamp_min(0) / 4
+    delta = (2 * c0 / (b + torch.sqrt(b * b + A4 * c0 / 6)).clamp_min(tiny))
+    delta = delta.clamp(max=math.pi)
+    # the samples whose two cells lie inside the arc (|g - alpha| + h <=
+    # delta) are left out; elsewhere f <= the larger end of its cell +
+    # h^2 / 8 max |f''|
+    eps = torch.finfo(c.dtype).eps
+    thr = torch.where(delta > h, torch.cos(delta - h) + 16 * eps,
+                      torch.full_like(delta, 2.0))
+    # a penalty > 0 only where cos(g - alpha) > thr pushes those samples
+    # down (no boolean masks: they are slow)
+    big = torch.finfo(c.dtype).max ** 0.5
+    rot = torch.stack([torch.cos(alpha), torch.sin(alpha), -thr], -1)  # [P, 3]
+    dirs = torch.stack([torch.cos(grid), torch.sin(grid), torch.ones_like(grid)])
+    outside = []
+    for i in range(0, P, chunk):
+        vals = c[i:i + chunk] @ table
+        pen = (rot[i:i + chunk] @ dirs).clamp_min_(0)
+        outside.append(vals.add_(pen, alpha=-big).amax(-1))
+    scale = c.abs().sum(-1)
+    bound = torch.cat(outside) + (h * h / 8) * A2 + 16 * eps * scale
+    err = d1 * d1 / (-d2).clamp_min(tiny)
+    ok = (d2 < 0) & (bound <= f) & (err <= 4 * eps * scale)
+    return alpha, ok
+
+
+def _searched_argmax(coef: Tensor, s: _Sampling) -> Tensor:
+    r"""A maximiser :math:`\alpha^*` ``[...]`` of the trigonometric
+    polynomials ``coef [..., 2K+1]``: the :math:`K` best local maxima of
+    the samples refined by safeguarded Newton steps (all under no_grad)."""
+    k, grid, h = s.freqs, s.grid, s.step
+    K = k.numel()
+    vals = coef @ s.table  # [..., G]
+    is_max = (vals >= vals.roll(1, -1)) & (vals >= vals.roll(-1, -1))
+    masked = torch.where(is_max, vals, torch.full_like(vals, -math.inf))
+    _, idx = masked.topk(min(K, vals.size(-1)), dim=-1)  # [..., S]
+    start = grid[idx]
+    alpha = start
+    p, q = coef[..., 1:K + 1].unsqueeze(-2), coef[..., K + 1:].unsqueeze(-2)
+    # d1 = sum_k k (q_k cos - p_k sin), d2 = -sum_k k^2 (p_k cos + q_k sin)
+    for _ in range(s.newton_steps):
+        ka = alpha.unsqueeze(-1) * k  # [..., S, K]
+        c, s = torch.cos(ka), torch.sin(ka)
+        d1 = (q * c - p * s) @ k
+        d2 = -((p * c + q * s) @ (k * k))
+        concave = d2 < 0
+        newton = -d1 / torch.where(concave, d2, -torch.ones_like(d2))
+        step = torch.where(concave, newton, torch.sign(d1) * (0.5 * h))
+        alpha = alpha + step.clamp(-h, h)
+        alpha = torch.minimum(torch.maximum(alpha, start - h), start + h)
+    cand = torch.cat([alpha, grid[vals.argmax(-1, keepdim=True)]], -1)
+    value = _evaluate(coef, cand, k)[0]
+    best = value.argmax(dim=-1, keepdim=True)
+    return cand.gather(-1, best).squeeze(-1)
+
+
+@torch.library.custom_op("gdl_pyg::rotation_argmax", mutates_args=())
+def _rotation_argmax(c: Tensor, freqs: Tensor, grid: Tensor, table: Tensor, step: float,
+                     newton_steps: int) -> Tensor:
+    # GeodesicConv._argmax_rotation of c [P, 2K+1] as one operator, opaque to
+    # torch.compile: the certified maximiser, and the search where it fails
+    s = _Sampling(freqs, grid, table, step, newton_steps)
+    if c.size(0) == 0:
+        return _searched_argmax(c, s)
+    alpha, ok = _certified_argmax(c, s)
+    if not bool(ok.all()):
+        bad = (~ok).nonzero().squeeze(1)
+        alpha[bad] = _searched_argmax(c[bad], s)
+    return alpha
+
+
+@_rotation_argmax.register_fake
+def _(c, freqs, grid, table, step, newton_steps):
+    return c.new_empty(c.shape[:-1])
 
 
 def _trig_table(angle: Tensor, k: Tensor) -> Tensor:
@@ -567,6 +621,16 @@ def _patch_matrices(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tens
     is empty) or ``b = 2g - 1 + s`` (``cos, sin`` of frequency ``g``); and
     its transpose ``[N, (K+1)*N*2M]`` when ``transpose``. The edges must be
     sorted by target ``dst``; ``vals [2K+1, M, E]``."""
+    return (_patch_csr(src, dst, N, K, M, vals),
+            _patch_csr_t(src, dst, N, K, M, vals) if transpose else None)
+
+
+def _index_dtype(vals: Tensor, N: int, K: int, M: int) -> torch.dtype:
+    return torch.int32 if max(vals.numel(), (K + 1) * N * 2 * M) < 2 ** 31 - 1 else torch.long
+
+
+def _patch_csr(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor) -> Tensor:
+    r"""The matrix of :func:`_patch_matrices`."""
     E = src.numel()
     device = src.device
     deg = torch.bincount(dst, minlength=N)
@@ -584,8 +648,7 @@ def _patch_matrices(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tens
         inv[where.flatten()] = torch.arange(S * E, device=device)
         return inv
 
-    itype = torch.int32 if max(v.numel(), (K + 1) * N * 2 * M) < 2 ** 31 - 1 \
-        else torch.long
+    itype = _index_dtype(v, N, K, M)
     src_i = src.to(itype)
     inv = places(M)
     values, col = [v[:M].reshape(-1)[inv]], [src_i.repeat(M)[inv]]
@@ -599,10 +662,15 @@ def _patch_matrices(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tens
         crow.append((M * E + g * (2 * M * E) + (2 * M * ptr[:-1]).unsqueeze(-1)
                      + r * deg.unsqueeze(-1)).flatten(0, 1))
     crow = torch.cat([torch.cat(crow).flatten(), ptr.new_full((1,), v.numel())])
-    A = torch.sparse_csr_tensor(crow.to(itype), torch.cat(col), torch.cat(values),
-                                ((K + 1) * N * 2 * M, N))
-    if not transpose:
-        return A, None
+    return torch.sparse_csr_tensor(crow.to(itype), torch.cat(col), torch.cat(values),
+                                   ((K + 1) * N * 2 * M, N))
+
+
+def _patch_csr_t(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor) -> Tensor:
+    r"""The transpose of the matrix of :func:`_patch_matrices`."""
+    device = src.device
+    v = vals.reshape((2 * K + 1) * M, src.numel())  # rows (b, m)
+    itype = _index_dtype(v, N, K, M)
     perm = torch.argsort(src, stable=True)
     ptr_t = torch.zeros(N + 1, dtype=torch.long, device=device)
     ptr_t[1:] = torch.bincount(src, minlength=N).cumsum(0)
@@ -612,9 +680,55 @@ def _patch_matrices(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tens
     m = torch.arange(M, device=device)
     off = (g * (N * 2 * M) + s * M).unsqueeze(-1) + m  # [2K+1, M]
     col_t = (dst[perm].unsqueeze(-1) * (2 * M)).to(itype) + off.flatten().to(itype)
-    AT = torch.sparse_csr_tensor((ptr_t * v.size(0)).to(itype), col_t.flatten(),
-                                 v.t()[perm].flatten(), (N, (K + 1) * N * 2 * M))
-    return A, AT
+    return torch.sparse_csr_tensor((ptr_t * v.size(0)).to(itype), col_t.flatten(),
+                                   v.t()[perm].flatten(), (N, (K + 1) * N * 2 * M))
+
+
+def _sorted(dst: Tensor) -> bool:
+    return dst.numel() < 2 or bool((dst[1:] >= dst[:-1]).all())
+
+
+@torch.library.custom_op("gdl_pyg::patch_product", mutates_args=())
+def _patch_product(x: Tensor, src: Tensor, dst: Tensor, vals: Tensor, K: int, M: int,
+                   transpose: bool) -> Tensor:
+    # The product with the patch matrix A of _patch_matrices of the edges
+    # (src, dst) in any order, A @ x (or A^T @ x with transpose), as one
+    # operator: GeodesicConv's patch under torch.compile, whose sort check
+    # and CSR build read the data. vals [2K+1, M, E] follows the edges.
+    if not _sorted(dst):
+        perm = torch.argsort(dst, stable=True)
+        src, dst, vals = src[perm], dst[perm], vals[..., perm]
+    if transpose:
+        A = _patch_csr_t(src, dst, x.size(0) // ((K + 1) * 2 * M), K, M, vals)
+    else:
+        A = _patch_csr(src, dst, x.size(0), K, M, vals)
+    return torch.addmm(x.new_empty(A.size(0), x.size(1)), A, x, beta=0)
+
+
+@_patch_product.register_fake
+def _(x, src, dst, vals, K, M, transpose):
+    rows = x.size(0) // ((K + 1) * 2 * M) if transpose else x.size(0) * (K + 1) * 2 * M
+    return x.new_empty(rows, x.size(1))
+
+
+def _patch_product_setup(ctx, inputs, output) -> None:
+    x, src, dst, vals, K, M, transpose = inputs
+    ctx.save_for_backward(src, dst, vals)
+    ctx.K, ctx.M, ctx.transpose = K, M, transpose
+
+
+def _patch_product_backward(ctx, grad: Tensor):
+    # linear in x, constant in the geometry (the caller's vals carry no
+    # gradient): the gradient is the product with the transpose
+    src, dst, vals = ctx.saved_tensors
+    grad_x = None
+    if ctx.needs_input_grad[0]:
+        grad_x = _patch_product(grad.contiguous(), src, dst, vals, ctx.K, ctx.M,
+                                not ctx.transpose)
+    return grad_x, None, None, None, None, None, None
+
+
+_patch_product.register_autograd(_patch_product_backward, setup_context=_patch_product_setup)
 
 
 class _SparseProduct(torch.autograd.Function):

@@ -528,3 +528,113 @@ def test_trusting_every_single_start_fails():
         best = _evaluate(coef, alpha.unsqueeze(-1), conv.freqs)[0].squeeze(-1)
         dense = (coef @ _trig_table(fine, conv.freqs)).amax(-1)
         assert bool((best < dense - 1e-6).any()) == wrong
+
+
+# --------------------------------------------------------------------------
+# torch.compile: the sparse patch product and the certified maximisation run
+# as operators (gdl_pyg::patch_product, gdl_pyg::rotation_argmax)
+# --------------------------------------------------------------------------
+def _compiled_graph_ops(module, *args):
+    r"""The output of ``torch.compile(module)(*args)`` (aot_eager) and the
+    operators of the traced FX graphs."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.extend(str(node.target) for node in gm.graph.nodes
+                    if node.op == "call_function")
+        return aot_autograd(fw_compiler=lambda g, _: make_boxed_func(g),
+                            bw_compiler=lambda g, _: make_boxed_func(g))(gm, example_inputs)
+    torch._dynamo.reset()
+    out = torch.compile(module, backend=backend, fullgraph=True)(*args)
+    return out, seen
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(oriented=True), dict(rotation_pool="discrete")])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_compiled_matches_eager(kwargs, shuffle):
+    data = mesh_data(*torus(), channels=3)
+    ei, lm = data.edge_index, data.edge_logmap
+    if shuffle:  # the operator sorts the edges itself
+        perm = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(1))
+        ei, lm = ei[:, perm], lm[perm]
+    conv = make_conv(3, 4, **kwargs)
+    results = []
+    for compiled in (False, True):
+        x = data.x.clone().requires_grad_()
+        conv.zero_grad()
+        if compiled:
+            out, ops = _compiled_graph_ops(conv, x, ei, lm)
+        else:
+            out = conv(x, ei, lm)
+        out.square().sum().backward()
+        results.append([out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
+    for a, b in zip(*results):
+        assert (a - b).abs().max() < 1e-11
+    # the sparse product, not the per-edge [E, M, 2K+1, C] tensor; the
+    # certified maximiser, not the search alone
+    assert "gdl_pyg.patch_product.default" in ops
+    continuous = not kwargs
+    assert ("gdl_pyg.rotation_argmax.default" in ops) == continuous
+    torch._dynamo.reset()
+
+
+def test_compiled_geometry_gradient_takes_the_per_edge_path():
+    # a geometry that requires grad is differentiated through: no operator
+    data = small_data()
+    conv = make_conv()
+    lm = data.edge_logmap.clone().requires_grad_()
+    out, ops = _compiled_graph_ops(conv, data.x, data.edge_index, lm)
+    assert "gdl_pyg.patch_product.default" not in ops
+    out.sum().backward()
+    ref = data.edge_logmap.clone().requires_grad_()
+    run_ = conv(data.x, data.edge_index, ref)
+    run_.sum().backward()
+    assert (out - run_).abs().max() < 1e-11 and (lm.grad - ref.grad).abs().max() < 1e-10
+    torch._dynamo.reset()
+
+
+def test_patch_product_operator():
+    # torch's checks of the operators (schema, fake implementation, autograd)
+    # and the product and its gradients against the CSR matrices
+    from gdl_pyg.nn.conv.geodesic_conv import _patch_matrices, _patch_product
+
+    gen = torch.Generator().manual_seed(3)
+    N, K, M, C, E = 9, 2, 3, 4, 40
+    src, dst = torch.randint(0, N, (2, E), generator=gen)
+    vals = torch.randn(2 * K + 1, M, E, generator=gen, dtype=torch.float64)
+    x = torch.randn(N, C, generator=gen, dtype=torch.float64, requires_grad=True)
+    op = torch.ops.gdl_pyg.patch_product.default
+    torch.library.opcheck(op, (x, src, dst, vals, K, M, False))
+    g = torch.randn(N * (K + 1) * 2 * M, C, generator=gen, dtype=torch.float64,
+                    requires_grad=True)
+    torch.library.opcheck(op, (g, src, dst, vals, K, M, True))
+    perm = torch.argsort(dst, stable=True)
+    A, AT = _patch_matrices(src[perm], dst[perm], N, K, M, vals[..., perm], True)
+    assert torch.allclose(_patch_product(x, src, dst, vals, K, M, False), A @ x.detach())
+    assert torch.allclose(_patch_product(g, src, dst, vals, K, M, True), AT @ g.detach())
+    assert torch.allclose(AT.to_dense(), A.to_dense().t())
+    fn = lambda x: _patch_product(x, src, dst, vals, K, M, False)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_rotation_argmax_operator():
+    from gdl_pyg.nn.conv.geodesic_conv import _evaluate, _trig_table
+
+    conv = GeodesicConv(1, 1, num_theta=8).double()
+    gen = torch.Generator().manual_seed(8)
+    coef = 0.05 * torch.randn(500, 9, generator=gen, dtype=torch.float64)
+    coef[:, 4] += 1.0  # near-ties: some fall back to the search
+    s = conv._sampling(coef.dtype)
+    args = (coef, s.freqs, s.grid, s.table, s.step, s.newton_steps)
+    torch.library.opcheck(torch.ops.gdl_pyg.rotation_argmax.default, args)
+    alpha = torch.ops.gdl_pyg.rotation_argmax(*args)
+    assert torch.equal(alpha, conv._argmax_rotation(coef))
+    _, ok = conv._argmax_certified(coef)
+    assert not bool(ok.all())  # the fallback was exercised
+    best = _evaluate(coef.unsqueeze(1), alpha.view(-1, 1, 1), conv.freqs)[0].view(-1)
+    fine = torch.linspace(0, 2 * math.pi, 20001, dtype=torch.float64)[:-1]
+    assert bool((best >= (coef @ _trig_table(fine, conv.freqs)).amax(-1) - 1e-9).all())
