@@ -9,7 +9,7 @@ e3nn, a plain PyTorch loop, ...) as the ratio ``ours / peer`` of times (below
     python scripts/bench_all.py --device cuda --out runs/bench_all_cuda.md
 
 Each script (``scripts/bench_<name>.py``: ``graph``, ``grid``, ``ops``,
-``mesh``, ``e3``, ``stack``) runs in a fresh subprocess with ``--device``
+``mesh``, ``e3``, ``stack``, ``compile``) runs in a fresh subprocess with ``--device``
 passed through, one thread (``--threads`` and ``OMP_NUM_THREADS``) and, with
 ``--quick``, small sizes; its printed tables are parsed into rows. How each
 ratio is formed is the script's own (interleaved medians of paired ratios
@@ -44,7 +44,7 @@ from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-NAMES = ("graph", "grid", "ops", "mesh", "e3", "stack", "memory")
+NAMES = ("graph", "grid", "ops", "mesh", "e3", "stack", "compile", "memory")
 
 
 # --------------------------------------------------------------------------
@@ -306,6 +306,26 @@ def parse_stack(out: str, files: Dict) -> List[Dict]:
     return rows
 
 
+def parse_compile(out: str, files: Dict) -> List[Dict]:
+    rows = []
+    for table in markdown_tables(out):
+        ratio = _column(table, "compiled / eager")
+        if not ratio:
+            continue
+        for r in table:
+            check = r.get("check", "")
+            case = f"{r['layer']} ({r.get('input', '')}), compiled"
+            if "FAILED" in check or _float(r[ratio]) is None:
+                rows.append(row("compile", case, f"{r['layer']}, eager", None, None,
+                                basis=check or "failed"))
+                continue
+            rows.append(row("compile", f"{case}, graphs / breaks {r.get('graphs / breaks')}",
+                            f"{r['layer']}, eager", _float(r.get("compiled ms")),
+                            _float(r.get("eager ms")), ratio=_float(r[ratio]),
+                            basis="median of paired ratios"))
+    return rows
+
+
 def _stack_args(args, tmp: Path) -> List[str]:
     out = ["--out", str(tmp / "bench_stack.json")]
     if args.quick:
@@ -326,6 +346,7 @@ SPECS: Dict[str, Dict] = {
     "mesh": dict(args=[], quick=["--quick"], parse=parse_mesh, threads=True),
     "e3": dict(args=[], quick=["--quick", "--sizes", "100"], parse=parse_e3, threads=True),
     "stack": dict(args=[], quick=[], parse=parse_stack, threads=True),
+    "compile": dict(args=[], quick=["--quick"], parse=parse_compile, threads=True),
 }
 
 

@@ -225,3 +225,19 @@ def test_parse_grid_ops_mesh_e3_stack(tmp_path):
     over = rows["gdl-pyg fit on top of Lightning's loop, one epoch"]
     assert (over["peer"], over["ratio"]) == ("bare Lightning", pytest.approx(1.2))
     assert rows["gdl-pyg fit, one epoch"]["ratio"] == pytest.approx(1.9)
+
+
+def test_parse_compile():
+    text = ("## torch.compile (inductor) / eager\n\n"
+            "| layer | input | graphs / breaks | compile s | eager ms | compiled ms | "
+            "compiled / eager | check |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n"
+            "| GEMConv | N=10 | 1 / 0 | 7.8 | 2.00 | 1.50 | 0.77 | "
+            "1.4e-06 vs eager, float32 (ok) |\n"
+            "| GridConv | B=8 | - | - | - | - | - | FAILED: RuntimeError: x |\n")
+    gem, grid = bench_all.parse_compile(text, {})
+    assert gem["bench"] == "compile" and gem["peer"] == "GEMConv, eager"
+    assert gem["ratio"] == pytest.approx(0.77) and gem["ours"] == pytest.approx(1.5)
+    assert "graphs / breaks 1 / 0" in gem["case"]
+    assert grid["ratio"] is None and "FAILED" in grid["basis"]
+    assert "compile" in bench_all.NAMES and "compile" in bench_all.SPECS
