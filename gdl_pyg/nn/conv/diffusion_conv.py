@@ -10,6 +10,8 @@ from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter, to_dense_batch
 
 from gdl_pyg.nn._checks import check_index
+from gdl_pyg.nn.conv.message_passing_conv import (ConstantProduct, csr_adjacency,
+                                                  eager_cpu_product, edge_aggregate)
 from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["DiffusionConv"]
@@ -228,16 +230,38 @@ class DiffusionConv(MessagePassing):
         coef = _chebyshev_coefficients(tau, K)  # [K, G, C]
         scale = (2.0 / bound)[node_graph].view(-1, 1) * inv_mass.view(-1, 1)  # [N, 1]
 
-        def op(v):  # (2/b M^-1 L - I) v
-            return scale * self.propagate(laplacian_index, x=v, edge_weight=w) - v
+        # on the CPU, L v as one sparse product rather than a gather into
+        # [nnz, C] and a scatter-add, where that pays (see eager_cpu_product):
+        # in eager mode over the CSR of L and of its transpose (the backward),
+        # built once for the K - 1 products; under torch.compile as the
+        # gdl_pyg::edge_sum operator
+        product = eager_cpu_product(self, laplacian_index, x, (N, N), w)
+        A = AT = None
+        if product and not torch.compiler.is_compiling():
+            back = "target_to_source" if self.flow == "source_to_target" else "source_to_target"
+            A = _int32(csr_adjacency(laplacian_index, N, N, self.flow, x.dtype, w))
+            AT = _int32(csr_adjacency(laplacian_index, N, N, back, x.dtype, w)) \
+                if torch.is_grad_enabled() and x.requires_grad else None
 
+        def op(v):  # (2/b M^-1 L - I) v
+            if not product:
+                Lv = self.propagate(laplacian_index, x=v, edge_weight=w)
+            elif torch.compiler.is_compiling():
+                Lv = edge_aggregate(laplacian_index, v, N, self.flow, "sum", 0, w)
+            else:
+                Lv = ConstantProduct.apply(v, A, AT)
+            return scale * Lv - v
+
+        # one graph: each term's coefficients [1, C] broadcast over the nodes
+        # (no gather into [N, C], and no scatter back in the backward)
+        per_node = (lambda c: c[node_graph]) if batch is not None else (lambda c: c)
         t_prev, t_cur = x, op(x)
-        out = coef[0][node_graph] * t_prev
+        out = per_node(coef[0]) * t_prev
         if K > 1:
-            out = out + coef[1][node_graph] * t_cur
+            out = out + per_node(coef[1]) * t_cur
         for m in range(2, K):
             t_prev, t_cur = t_cur, 2.0 * op(t_cur) - t_prev
-            out = out + coef[m][node_graph] * t_cur
+            out = out + per_node(coef[m]) * t_cur
         return out
 
     def _adaptive_terms(self, tau_max: float) -> int:
@@ -258,6 +282,15 @@ class DiffusionConv(MessagePassing):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.channels}, method={self.method!r})"
+
+
+def _int32(adj: Tensor) -> Tensor:
+    r"""A CSR matrix with 32-bit indices where they fit: the sparse product
+    (MKL) converts 64-bit ones in every call."""
+    if adj.col_indices().numel() >= 2 ** 31 - 1:
+        return adj
+    return torch.sparse_csr_tensor(adj.crow_indices().int(), adj.col_indices().int(),
+                                   adj.values(), adj.shape)
 
 
 def _chebyshev_coefficients(tau: Tensor, K: int) -> Tensor:

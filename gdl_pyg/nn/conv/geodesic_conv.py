@@ -11,6 +11,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
+from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct
 from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GeodesicConv"]
@@ -390,7 +391,7 @@ class GeodesicConv(MessagePassing):
         else:
             A, AT = _patch_matrices(src, dst, N, K, M, vals,
                                     torch.is_grad_enabled() and x.requires_grad)
-            F = _SparseProduct.apply(x, A, AT)
+            F = ConstantProduct.apply(x, A, AT)
         F = F.view(K + 1, N, 2 * M * C)
         centre = (w0.unsqueeze(-1) * Zinv).t().unsqueeze(-1) * x.unsqueeze(1)
         return F, centre.reshape(N, M * C)
@@ -729,21 +730,3 @@ def _patch_product_backward(ctx, grad: Tensor):
 
 
 _patch_product.register_autograd(_patch_product_backward, setup_context=_patch_product_setup)
-
-
-class _SparseProduct(torch.autograd.Function):
-    r"""``A @ x`` for a constant sparse ``A``, with the backward ``AT @ grad``
-    through the precomputed transpose ``AT`` (a CSR product both ways)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, A: Tensor, AT: Optional[Tensor]) -> Tensor:
-        ctx.AT = AT
-        # beta=0 ignores the (uninitialised) input; faster than A @ x, which
-        # fills a zero result and copies the product into it
-        return torch.addmm(x.new_empty(A.size(0), x.size(1)), A, x, beta=0)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        AT = ctx.AT
-        return torch.addmm(grad.new_empty(AT.size(0), grad.size(1)), AT, grad,
-                           beta=0), None, None

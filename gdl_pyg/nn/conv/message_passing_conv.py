@@ -202,6 +202,27 @@ def _edge_sum_backward(ctx, grad: Tensor):
 _edge_sum.register_autograd(_edge_sum_backward, setup_context=_edge_sum_setup)
 
 
+class ConstantProduct(torch.autograd.Function):
+    r"""``A @ x`` for a constant sparse ``A`` (no gradient), with the backward
+    ``AT @ grad`` through its transpose ``AT``, precomputed (a CSR product
+    both ways): an operator applied several times (a polynomial, a patch)
+    sorts its edges once, not in every backward. ``AT`` may be :obj:`None`
+    where no gradient of ``x`` is needed."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, A: Tensor, AT: Optional[Tensor]) -> Tensor:
+        ctx.AT = AT
+        # beta=0 ignores the (uninitialised) input; faster than A @ x, which
+        # fills a zero result and copies the product into it
+        return torch.addmm(x.new_empty(A.size(0), x.size(1)), A, x, beta=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        AT = ctx.AT
+        return torch.addmm(grad.new_empty(AT.size(0), grad.size(1)), AT, grad,
+                           beta=0), None, None
+
+
 def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "source_to_target",
                    aggr: str = "sum", node_dim: int = -2, edge_weight: OptTensor = None
                    ) -> Tensor:

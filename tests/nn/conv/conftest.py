@@ -3,6 +3,7 @@ r"""Fixtures of the graph-layer tests: the sparse product over ``edge_index``
 import pytest
 
 import gdl_pyg.nn.conv.convolutional_conv as convolutional_conv
+import gdl_pyg.nn.conv.diffusion_conv as diffusion_conv
 import gdl_pyg.nn.conv.message_passing_conv as message_passing_conv
 
 
@@ -19,7 +20,7 @@ def csr_builds(monkeypatch):
         built.append(args[3])
         return original(*args)
 
-    for module in (message_passing_conv, convolutional_conv):
+    for module in (message_passing_conv, convolutional_conv, diffusion_conv):
         monkeypatch.setattr(module, "csr_adjacency", spy)
     return built
 

@@ -236,3 +236,61 @@ def test_bad_input():
         c = DiffusionConv(2, method="chebyshev", max_terms=8, init_time=1.0).double()
         c(x, data.mass, laplacian_index=data.laplacian_index,
           laplacian_weight=data.laplacian_weight)
+
+
+# --------------------------------------------------------------------------
+# Chebyshev: L v as a sparse product (CPU, large enough inputs)
+# --------------------------------------------------------------------------
+def _cheb_inputs(batched):
+    if batched:
+        (p1, f1), (p2, f2) = bumpy_mesh(1, seed=1), bumpy_mesh(2, seed=2)
+        data = Batch.from_data_list([mesh_to_data(p1, f1), mesh_to_data(p2, f2)])
+    else:
+        data = mesh_to_data(*bumpy_mesh(2))
+    x = torch.randn(data.num_nodes, 3, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(4))
+    return x, (data.mass, None, None, data.laplacian_index, data.laplacian_weight,
+               data.get("batch"))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_chebyshev_product_equals_gather_scatter(batched, monkeypatch, csr_builds,
+                                                 product_at_any_size, output_and_grads):
+    import gdl_pyg.nn.conv.diffusion_conv as module
+    x, args = _cheb_inputs(batched)
+    conv = make_conv("chebyshev", [0.01, 0.1, 0.5])
+    conv.num_terms = 12
+    out, grads = output_and_grads(conv, x, *args)
+    # the CSR of L and of its transpose, once per forward, not once per term
+    assert csr_builds == ["source_to_target", "target_to_source"]
+    with torch.no_grad():
+        conv(x, *args)
+    assert csr_builds[2:] == ["source_to_target"]
+    monkeypatch.setattr(module, "eager_cpu_product", lambda *a: False)
+    ref, ref_grads = output_and_grads(conv, x, *args)
+    assert len(csr_builds) == 3
+    assert (out - ref).abs().max() < 1e-13
+    for a, b in zip(grads, ref_grads):
+        assert (a - b).abs().max() < 1e-12
+
+
+def test_chebyshev_small_inputs_gather_and_scatter(csr_builds):
+    x, args = _cheb_inputs(False)  # 162 nodes, 3 channels: below the threshold
+    make_conv("chebyshev", [0.01, 0.1, 0.5])(x, *args)
+    assert csr_builds == []
+
+
+def test_chebyshev_compiled_on_two_threads_calls_the_product(compile_one_graph, threads,
+                                                             product_at_any_size):
+    x, args = _cheb_inputs(False)
+    x = x.float()
+    args = tuple(a.float() if a is not None and a.is_floating_point() else a for a in args)
+    conv = DiffusionConv(3, method="chebyshev", init_time=0.1, num_terms=8)
+    eager = conv(x, *args)
+    for n, op in ((2, True), (1, False)):
+        threads(n)
+        torch._dynamo.reset()
+        graph = torch._dynamo.explain(conv)(x, *args).graphs[0]
+        assert any("edge_sum" in str(node.target) for node in graph.graph.nodes) == op
+        assert (compile_one_graph(conv, x, *args) - eager).abs().max() < 1e-5
+    torch._dynamo.reset()
