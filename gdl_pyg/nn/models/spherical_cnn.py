@@ -162,8 +162,12 @@ class SphericalCNN(torch.nn.Module):
                                  f"graph must be an icosphere of level >= "
                                  f"{self.num_coarsenings} (got {x.size(0) // max(B, 1)} "
                                  f"vertices per graph)")
+        # with coarsening, the graphs are equal icospheres (SpherePool checks it in
+        # eager mode): compiled convolutions may take their batched products
+        equal = bool(self.num_coarsenings) and torch.compiler.is_compiling()
         for i, conv in enumerate(self.convs):
-            x = torch.nn.functional.silu(conv(x, pos, edge_index, mass, batch, B))
+            x = torch.nn.functional.silu(conv(x, pos, edge_index, mass, batch, B,
+                                              equal_graphs=equal))
             if i < len(self.pools):
                 x, pos, edge_index, mass, batch = self.pools[i](x, pos, edge_index, mass, batch,
                                                                 B)

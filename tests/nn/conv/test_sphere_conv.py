@@ -261,3 +261,33 @@ def test_bad_input():
     batch[21:] = 1
     with pytest.raises(ValueError, match="'batch'"):  # a batch_size too small for 'batch'
         SphereConv(3, 4, kernel="harmonic")(data.x, data.pos, batch=batch, batch_size=1)
+
+
+def _graph_has_bmm(conv, *args, **kwargs):
+    torch._dynamo.reset()
+    graph = torch._dynamo.explain(conv)(*args, **kwargs).graphs[0]
+    return any("bmm" in str(node.target) for node in graph.graph.nodes)
+
+
+def test_equal_graphs_takes_the_batched_products_when_compiled():
+    # under torch.compile the layout test would read 'batch': 'equal_graphs'
+    # says it, and the batched products replace the gather of [N, S, F_out]
+    data = Batch.from_data_list([sphere_data(2, seed=i) for i in range(3)])
+    conv = SphereConv(3, 4, kernel="harmonic", lmax=3).double()
+    args = (data.x, data.pos, None, data.mass, data.batch, 3)
+    eager = conv(*args)
+    assert (conv(*args, equal_graphs=True) - eager).abs().max() == 0
+    assert not _graph_has_bmm(conv, *args)
+    assert _graph_has_bmm(conv, *args, equal_graphs=True)
+    compiled = torch.compile(conv, backend="aot_eager", fullgraph=True)
+    assert (compiled(*args, equal_graphs=True) - eager).abs().max() < 1e-12
+    torch._dynamo.reset()
+
+
+def test_equal_graphs_is_checked_in_eager_mode():
+    data = Batch.from_data_list([sphere_data(1), sphere_data(2, seed=1)])
+    conv = SphereConv(3, 4, kernel="harmonic", lmax=2).double()
+    args = (data.x, data.pos, None, data.mass, data.batch, 2)
+    with pytest.raises(ValueError, match="equal_graphs"):
+        conv(*args, equal_graphs=True)
+    conv(*args)  # the general path
