@@ -346,7 +346,7 @@ SPECS: Dict[str, Dict] = {
     "mesh": dict(args=[], quick=["--quick"], parse=parse_mesh, threads=True),
     "e3": dict(args=[], quick=["--quick", "--sizes", "100"], parse=parse_e3, threads=True),
     "stack": dict(args=[], quick=[], parse=parse_stack, threads=True),
-    "compile": dict(args=[], quick=["--quick"], parse=parse_compile, threads=True),
+    "compile": dict(args=["--models"], quick=["--quick"], parse=parse_compile, threads=True),
 }
 
 

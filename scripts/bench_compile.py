@@ -6,6 +6,7 @@ interleaved in the same process.
     python scripts/bench_compile.py                        # every case, inductor, CPU, 1 thread
     python scripts/bench_compile.py --only GEMConv,SphereConv
     python scripts/bench_compile.py --quick --compile-backend aot_eager   # a smoke test
+    python scripts/bench_compile.py --models                # and the models of the configs
     python scripts/bench_compile.py --device cuda
 
 The graph layers (``MessagePassingConv``, ``ConvolutionalConv``,
@@ -20,7 +21,9 @@ precomputed :func:`~gdl_pyg.domains.sequence.sequence_layout`; and, as the
 floor of the grid rows, PyTorch's own ``Conv2d`` on the same image in the
 channels-last layout of the fast path (compiling a lone convolution gains
 nothing over the mkldnn kernel it calls, so those rows measure the cost of
-the compiled call itself).
+the compiled call itself). With ``--models``, also the model of each of
+several ``gdl-pyg fit`` configs (``MODEL_CONFIGS``) on one batch of its
+training data, in eval mode (rows ``model: CONFIG``).
 
 For each case: the graphs and graph breaks that dynamo finds
 (:func:`torch._dynamo.explain`), the seconds of the first compiled forward +
@@ -249,6 +252,45 @@ CASES: Dict[str, Factory] = {
 }
 
 
+#: The configs of ``gdl-pyg fit`` whose models ``--models`` times.
+MODEL_CONFIGS = ("cnn_digits", "gcnn_digits", "spherical_cnn_digits", "gnn_graphs",
+                 "transformer_graphs", "deepsets_sets", "gem_shapes", "geodesic_deform",
+                 "diffusion_shapes", "egnn_nbody", "tfn_nbody", "sequence_warp")
+
+
+def config_model(name: str) -> Factory:
+    r"""The model of ``gdl-pyg fit --config NAME`` on the first batch of its
+    training data, in eval mode (no dropout: compiled and eager compute the
+    same function), after one eager call (caches such as the coarse
+    icospheres filled, as after a first training step)."""
+    def factory(args):
+        import logging
+
+        from gdl_pyg.lightning.cli import GdlCLI, config_path
+
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        saved, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when given both
+        try:
+            cli = GdlCLI(subclass_mode_model=True, subclass_mode_data=True, run=False,
+                         args=["--config", config_path(name), "--trainer.logger", "false"])
+        finally:
+            sys.argv = saved
+        data = cli.datamodule
+        data.prepare_data()
+        data.setup("fit")
+        batch = next(iter(data.train_dataloader()))
+        model = cli.model.model.eval()
+        with torch.no_grad():
+            model(batch)
+        graphs = getattr(batch, "num_graphs", 1)
+        return (model, (batch,), {}, f"{type(model).__name__}, config {name}: one training "
+                f"batch ({graphs} graphs, {batch.num_nodes} nodes), eval mode")
+    return factory
+
+
+MODELS: Dict[str, Factory] = {f"model: {name}": config_model(name) for name in MODEL_CONFIGS}
+
+
 # --------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------
@@ -278,6 +320,8 @@ def _to(value, device: torch.device):
         return type(value)(_to(v, device) for v in value)
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
+    if hasattr(value, "stores") and hasattr(value, "to"):  # a PyG Data / Batch
+        return value.to(device)
     return value
 
 
@@ -360,6 +404,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds per case: fewer rounds (at least 3) where --repeats "
                              "would take longer (default: 30)")
+    parser.add_argument("--models", action="store_true",
+                        help="also the models of the configs " + ", ".join(MODEL_CONFIGS)
+                        + " (names 'model: CONFIG'), each on a batch of its training data "
+                        "(sizes as configured)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few rounds")
     parser.add_argument("--out", default=None, help="also write the rows here as JSON")
     args = parser.parse_args(argv)
@@ -372,14 +420,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                              ("warmup", 2, 1)):
         if getattr(args, key) is None:
             setattr(args, key, quick if q else full)
-    names = list(CASES)
+    cases = dict(CASES, **MODELS) if args.models else CASES
+    names = list(cases)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        names = [n for n in CASES if any(n == w or n.startswith(w) for w in wanted)]
-        unknown = [w for w in wanted if not any(n == w or n.startswith(w) for n in CASES)]
+        names = [n for n in cases if any(n == w or n.startswith(w) for w in wanted)]
+        unknown = [w for w in wanted if not any(n == w or n.startswith(w) for n in cases)]
         if unknown:
             parser.error(f"--only: unknown case(s) {unknown}; expected names or prefixes of "
-                         f"{list(CASES)}")
+                         f"{list(cases)}")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
 
@@ -391,7 +440,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name in names:
         t = time.perf_counter()
         try:
-            rows.append(bench_case(name, CASES[name], args))
+            rows.append(bench_case(name, cases[name], args))
         except Exception as e:  # one row saying so; the others go on
             traceback.print_exc()
             rows.append({"case": name, "error": f"{type(e).__name__}: {str(e)[:200]}"})

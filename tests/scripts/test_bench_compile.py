@@ -88,3 +88,15 @@ def test_only_selects_by_name_or_prefix(capsys):
         "SphereConv (isotropic)", "SphereConv (harmonic)", "DeepSetsConv"}
     with pytest.raises(SystemExit):
         bench.main(QUICK + ["--only", "SphereConv,Nope"])
+
+
+def test_models_of_the_configs(capsys, tmp_path, monkeypatch):
+    bench = load_script()
+    monkeypatch.chdir(tmp_path)  # nothing may be written where it runs
+    assert bench.main(QUICK + ["--models", "--only", "model: deepsets_sets"]) == 0
+    row = table(capsys.readouterr().out)["model: deepsets_sets"]
+    assert row["input"].startswith("DeepSets, config deepsets_sets: one training batch")
+    assert row["graphs / breaks"] == "1 / 0" and row["check"].endswith("(ok)")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):  # model rows only with --models
+        bench.main(QUICK + ["--only", "model: deepsets_sets"])
