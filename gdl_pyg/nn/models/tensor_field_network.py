@@ -8,6 +8,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn.conv.tensor_field_conv import TensorFieldConv
+from gdl_pyg.nn.models.egnn import _per_graph
 
 __all__ = ["TensorFieldNetwork"]
 
@@ -197,25 +198,14 @@ class TensorFieldNetwork(torch.nn.Module):
         y = self.readout(h)
         if self.output == "position":
             y = data.pos + y
-            return self._rows_per_graph(y, data) if self.level == "graph" else y
+            # equal graph sizes are checked in eager mode only (as in EGNN)
+            return _per_graph(type(self).__name__, y, data) if self.level == "graph" else y
         if self.level == "graph":
             batch = getattr(data, "batch", None)
             if batch is None:
                 return y.sum(dim=0, keepdim=True)
             return scatter(y, batch, dim=0, dim_size=int(data.num_graphs), reduce="sum")
         return y
-
-    def _rows_per_graph(self, y: Tensor, data: Data) -> Tensor:
-        r"""``[N, 3] -> [B, (N / B) 3]`` for a batch of graphs of equal size."""
-        batch = getattr(data, "batch", None)
-        if batch is None:
-            return y.reshape(1, -1)
-        counts = torch.bincount(batch, minlength=int(data.num_graphs))
-        if bool((counts != counts[0]).any()):
-            raise ValueError(f"'{type(self).__name__}' with output='position' and "
-                             f"level='graph' needs graphs of equal size (got node counts "
-                             f"{counts.tolist()[:8]}); use level='node'")
-        return y.reshape(counts.numel(), -1)
 
     def energy_and_forces(self, data: Data) -> Tuple[Tensor, Tensor]:
         r"""Returns the energy per graph ``[num_graphs]`` (the sum of per-node

@@ -117,3 +117,18 @@ def test_energy_and_forces():
     _, forces = model.energy_and_forces(batch)
     forces.square().sum().backward()
     assert model.readout.weight.grad.abs().max() > 0
+
+
+def test_position_output_per_graph_compiles_as_one_graph(compile_one_graph):
+    # graphs of equal size are checked in eager mode only: compiled, nothing
+    # reads 'batch'
+    batch = Batch.from_data_list([nbody_graph(seed=s, dtype=torch.float32) for s in range(3)])
+    model = TensorFieldNetwork(1, edge_dim=1, use_vel=True, output="position",
+                               level="graph", **SMALL)
+    eager = model(batch)
+    assert eager.shape == (3, 15)
+    assert (compile_one_graph(model, batch) - eager).abs().max() < 1e-5
+    torch._dynamo.reset()
+    unequal = Batch.from_data_list([nbody_graph(5), nbody_graph(4, seed=1)])
+    with pytest.raises(ValueError, match="needs graphs of equal size"):
+        model.double()(unequal)
