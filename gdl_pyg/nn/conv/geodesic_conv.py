@@ -11,7 +11,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct
+from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct, _csr_tensor
 from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GeodesicConv"]
@@ -109,6 +109,13 @@ class GeodesicConv(MessagePassing):
     coefficients transform under every frame rotation (gauge representation
     of frequencies :math:`0..K`); for even :math:`T` the Nyquist sine is not
     sampled and only the rotations by multiples of :math:`2\pi/T` act exactly.
+
+    Under :func:`torch.compile` the layer is one graph and computes what it
+    computes in eager mode: the sparse patch product and the certified
+    rotation maximiser, whose sizes and fallbacks depend on the data, run in
+    it as the custom operators ``gdl_pyg::patch_product`` and
+    ``gdl_pyg::rotation_argmax``. A geometry that requires grad takes the
+    per-edge formulation, differentiable in ``edge_logmap``, in both modes.
 
     Args:
         in_channels (int): input feature width :math:`C`.
@@ -663,8 +670,8 @@ def _patch_csr(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor) -
         crow.append((M * E + g * (2 * M * E) + (2 * M * ptr[:-1]).unsqueeze(-1)
                      + r * deg.unsqueeze(-1)).flatten(0, 1))
     crow = torch.cat([torch.cat(crow).flatten(), ptr.new_full((1,), v.numel())])
-    return torch.sparse_csr_tensor(crow.to(itype), torch.cat(col), torch.cat(values),
-                                   ((K + 1) * N * 2 * M, N))
+    return _csr_tensor(crow.to(itype), torch.cat(col), torch.cat(values),
+                       ((K + 1) * N * 2 * M, N))
 
 
 def _patch_csr_t(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor) -> Tensor:
@@ -681,8 +688,8 @@ def _patch_csr_t(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor)
     m = torch.arange(M, device=device)
     off = (g * (N * 2 * M) + s * M).unsqueeze(-1) + m  # [2K+1, M]
     col_t = (dst[perm].unsqueeze(-1) * (2 * M)).to(itype) + off.flatten().to(itype)
-    return torch.sparse_csr_tensor((ptr_t * v.size(0)).to(itype), col_t.flatten(),
-                                   v.t()[perm].flatten(), (N, (K + 1) * N * 2 * M))
+    return _csr_tensor((ptr_t * v.size(0)).to(itype), col_t.flatten(), v.t()[perm].flatten(),
+                       (N, (K + 1) * N * 2 * M))
 
 
 def _sorted(dst: Tensor) -> bool:
