@@ -23,7 +23,9 @@ channels-last layout of the fast path (compiling a lone convolution gains
 nothing over the mkldnn kernel it calls, so those rows measure the cost of
 the compiled call itself). With ``--models``, also the model of each of
 several ``gdl-pyg fit`` configs (``MODEL_CONFIGS``) on one batch of its
-training data, in eval mode (rows ``model: CONFIG``).
+training data, in eval mode (rows ``model: CONFIG``), and the same layers as
+``cnn_digits``' model in plain PyTorch (``Conv2d``, ``max_pool2d``) on a
+batch of the same shape, the floor of the grid model rows.
 
 For each case: the graphs and graph breaks that dynamo finds
 (:func:`torch._dynamo.explain`), the seconds of the first compiled forward +
@@ -288,7 +290,38 @@ def config_model(name: str) -> Factory:
     return factory
 
 
+class TorchCNN(torch.nn.Module):
+    r"""The layers of ``cnn_digits``' ``GridCNN`` in plain PyTorch: three 3x3
+    convolutions with ReLU, a 2x2 max pooling after the first two, a mean
+    over the pixels and a linear classifier."""
+
+    def __init__(self, in_channels: int = 1, hidden: int = 32, classes: int = 10):
+        super().__init__()
+        self.convs = torch.nn.ModuleList([
+            torch.nn.Conv2d(in_channels if i == 0 else hidden, hidden, 3, padding=1)
+            for i in range(3)])
+        self.lin = torch.nn.Linear(hidden, classes)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            img = conv(img).relu()
+            if i < 2:
+                img = torch.nn.functional.max_pool2d(img, 2)
+        return self.lin(img.mean((2, 3)))
+
+
+def torch_cnn(args):
+    r""":class:`TorchCNN` on a batch shaped like ``cnn_digits``' (64 images
+    of 8x8, channels-last): what compiling costs or saves a small CNN of
+    PyTorch's own layers, the floor of the grid model rows."""
+    img = torch.randn(64, 1, 8, 8, generator=_gen())
+    img = img.contiguous(memory_format=torch.channels_last).requires_grad_()
+    return (TorchCNN().eval(), (img,), {},
+            "3 Conv2d + ReLU, 2 max_pool2d, mean, Linear; 64 images of 8x8, channels-last")
+
+
 MODELS: Dict[str, Factory] = {f"model: {name}": config_model(name) for name in MODEL_CONFIGS}
+MODELS["model: torch CNN (the peer of cnn_digits)"] = torch_cnn
 
 
 # --------------------------------------------------------------------------
