@@ -9,6 +9,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from gdl_pyg.nn._checks import check_index
+from gdl_pyg.nn.conv.message_passing_conv import eager_cpu_product, edge_aggregate
 from gdl_pyg.utils import _is_compiling, check_edge_index, check_features
 
 __all__ = ["SphereConv"]
@@ -62,7 +63,9 @@ class SphereConv(MessagePassing):
 
     with :math:`\Delta = \theta_{max}/K`. Any rotation that maps the vertex
     set onto itself (the 60 rotations of the icosahedron on an icosphere)
-    commutes with it exactly.
+    commutes with it exactly. On the CPU, for large enough graphs, the ring
+    sums are one sparse product per ring over the CSR of the edges (as in
+    the graph layers, ``eager_cpu_product``), not a gather and scatter.
 
     ``kernel="harmonic"``: the convolution theorem on :math:`S^2` (`"Learning
     SO(3) Equivariant Representations with Spherical CNNs"
@@ -221,8 +224,16 @@ class SphereConv(MessagePassing):
         basis = torch.exp(-0.5 * ((theta.unsqueeze(-1) - centres) / (0.5 * delta)) ** 2)  # [E, K]
         norm = scatter(basis, dst, 0, dim_size=x.size(0), reduce="sum")  # [N, K]
         # m_ik = sum_j b_k(theta_ij) x_j / sum_j b_k(theta_ij)  -> [N, K, F_in]
-        agg = self.propagate(edge_index, x=x, basis=basis, size=(x.size(0), x.size(0)))
-        agg = agg.view(x.size(0), K, self.in_channels) / norm.clamp_min(1e-12).unsqueeze(-1)
+        N = x.size(0)
+        if not basis.requires_grad and eager_cpu_product(self, edge_index, x, (N, N)):
+            # on the CPU, one sparse product per ring over the CSR of the edges
+            # (the weights b_k as its values) instead of a gather into [E, K F]
+            # and a scatter-add; the same sums, bit for bit
+            agg = edge_aggregate(edge_index, x.unsqueeze(1).expand(N, K, x.size(1)), N,
+                                 self.flow, "sum", 0, basis)
+        else:
+            agg = self.propagate(edge_index, x=x, basis=basis, size=(N, N))
+        agg = agg.view(N, K, self.in_channels) / norm.clamp_min(1e-12).unsqueeze(-1)
         out = x @ self.weight[0].t()
         # n: vertex, k: ring, o: output channel, c: input channel
         return out + torch.einsum("nkc,koc->no", agg, self.weight[1:])

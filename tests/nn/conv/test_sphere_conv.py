@@ -291,3 +291,35 @@ def test_equal_graphs_is_checked_in_eager_mode():
     with pytest.raises(ValueError, match="equal_graphs"):
         conv(*args, equal_graphs=True)
     conv(*args)  # the general path
+
+
+def test_isotropic_ring_products_equal_the_gather(monkeypatch, product_at_any_size,
+                                                  output_and_grads):
+    # on the CPU the ring sums are sparse products over the edges' CSR, one
+    # per ring: the output is the gather and scatter's bit for bit
+    import gdl_pyg.nn.conv.sphere_conv as module
+    calls = []
+    original = module.edge_aggregate
+
+    def spy(*args):
+        calls.append(args[-1].shape)
+        return original(*args)
+    monkeypatch.setattr(module, "edge_aggregate", spy)
+    data = Batch.from_data_list([sphere_data(2, seed=i) for i in range(2)])
+    conv = SphereConv(3, 4, kernel="isotropic", num_rings=3).double()
+    args = (data.pos, data.edge_index, None, data.batch, 2)
+    out, grads = output_and_grads(conv, data.x, *args)
+    assert calls == [(data.edge_index.size(1), 3)]
+    monkeypatch.setattr(module, "eager_cpu_product", lambda *a: False)
+    ref, ref_grads = output_and_grads(conv, data.x, *args)
+    assert len(calls) == 1
+    assert torch.equal(out, ref)
+    for a, b in zip(grads, ref_grads):
+        assert a is None and b is None or (a - b).abs().max() < 1e-13
+    # positions that need a gradient keep the gather (the weights need one)
+    from gdl_pyg.nn.conv.message_passing_conv import eager_cpu_product
+    monkeypatch.setattr(module, "eager_cpu_product", eager_cpu_product)
+    conv(data.x, data.pos, data.edge_index)
+    assert len(calls) == 2
+    conv(data.x, data.pos.clone().requires_grad_(), data.edge_index)
+    assert len(calls) == 2
