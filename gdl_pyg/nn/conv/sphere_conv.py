@@ -259,15 +259,19 @@ class SphereConv(MessagePassing):
         W = self.weight[self._degrees]  # [S, F_out, F_in]
         mx = mass.to(x.dtype).unsqueeze(-1) * x
         n = N // B if B else 0
-        # (the layout test reads the data: skipped when compiling, where
-        # 'equal_graphs' says it, one graph aside)
-        equal = B and n * B == N and (one_graph or _is_compiling() or torch.equal(
-            batch, torch.arange(B, device=x.device).repeat_interleave(n)))
-        if equal_graphs and not equal:
+        # graphs of one size with contiguous nodes: one graph, or what
+        # 'equal_graphs' says when compiling (the layout test reads the data)
+        fits = bool(B) and n * B == N
+        if one_graph or (equal_graphs and _is_compiling()):
+            batched = fits
+        else:
+            batched = fits and not _is_compiling() and torch.equal(
+                batch, torch.arange(B, device=x.device).repeat_interleave(n))
+        if equal_graphs and not batched:
             raise ValueError(f"'{type(self).__name__}' was told 'equal_graphs=True', but its "
                              f"{B} graph(s) of {N} vertices in all are not of one size with "
                              f"contiguous nodes; leave 'equal_graphs' False")
-        if equal and (one_graph or equal_graphs or not _is_compiling()):
+        if batched:
             # graphs of one size, contiguous: batched matrix products, no [N, S, F] temporary
             Yb = Y.view(B, n, -1)
             coeff = torch.bmm(Yb.transpose(1, 2), mx.view(B, n, -1))  # [B, S, F_in]
