@@ -11,7 +11,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct, _csr_tensor
+from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct, _csr_tensor, _is_sorted
 from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GeodesicConv"]
@@ -380,7 +380,7 @@ class GeodesicConv(MessagePassing):
         rho = self.rho.to(x.dtype)
         src, dst = edge_index[0], edge_index[1]
         compiling = torch.compiler.is_compiling()
-        if not compiling and not _sorted(dst):
+        if not compiling and not _is_sorted(dst):
             perm = torch.argsort(dst, stable=True)
             src, dst, edge_logmap = src[perm], dst[perm], edge_logmap[perm]
         r, phi = edge_logmap[:, 0], edge_logmap[:, 1]
@@ -692,10 +692,6 @@ def _patch_csr_t(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor)
                        (N, (K + 1) * N * 2 * M))
 
 
-def _sorted(dst: Tensor) -> bool:
-    return dst.numel() < 2 or bool((dst[1:] >= dst[:-1]).all())
-
-
 @torch.library.custom_op("gdl_pyg::patch_product", mutates_args=())
 def _patch_product(x: Tensor, src: Tensor, dst: Tensor, vals: Tensor, K: int, M: int,
                    transpose: bool) -> Tensor:
@@ -703,7 +699,7 @@ def _patch_product(x: Tensor, src: Tensor, dst: Tensor, vals: Tensor, K: int, M:
     # (src, dst) in any order, A @ x (or A^T @ x with transpose), as one
     # operator: GeodesicConv's patch under torch.compile, whose sort check
     # and CSR build read the data. vals [2K+1, M, E] follows the edges.
-    if not _sorted(dst):
+    if not _is_sorted(dst):
         perm = torch.argsort(dst, stable=True)
         src, dst, vals = src[perm], dst[perm], vals[..., perm]
     if transpose:

@@ -87,6 +87,11 @@ def spmm_nodes(adj_t: Adj, x: Tensor, reduce: str = "sum", node_dim: int = -2) -
     return out.view((out.size(0), ) + xt.shape[1:]).movedim(0, node_dim).contiguous()
 
 
+def _is_sorted(index: Tensor) -> bool:
+    r"""Whether :obj:`index` is sorted (non-decreasing); reads the data."""
+    return index.numel() < 2 or bool((index[1:] >= index[:-1]).all())
+
+
 def _csr_structure(edge_index: Tensor, num_dst: int, flow: str
                    ) -> Tuple[Tensor, Tensor, OptTensor]:
     r"""The row pointers and column (source) indices of the CSR of the edges
@@ -95,7 +100,7 @@ def _csr_structure(edge_index: Tensor, num_dst: int, flow: str
     j, i = (0, 1) if flow == "source_to_target" else (1, 0)
     src, dst = edge_index[j], edge_index[i]
     perm: OptTensor = None
-    if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+    if not _is_sorted(dst):
         perm = torch.argsort(dst, stable=True)
         src, dst = src.index_select(0, perm), dst.index_select(0, perm)
     crow = torch.zeros(num_dst + 1, dtype=torch.long, device=edge_index.device)
