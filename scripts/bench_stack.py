@@ -28,8 +28,11 @@ plain`` (the goal of issue 11 is at most 1.1), ``bare / plain`` and
 ``lightning / bare``. The table says which of Lightning's loops ran the
 steps: the tasks of :mod:`gdl_pyg.lightning.task` take the optimizer step in
 ``training_step`` (manual optimization) unless the run needs the automatic
-loop (gradient clipping or accumulation, ...). The wall time of the whole in-process ``fit``
-(parsing, instantiation, setup, the epoch, teardown) is reported too.
+loop (gradient clipping or accumulation, ...), and whether the epoch ran
+:mod:`gdl_pyg.lightning.loop`'s lean step (hooks dispatched only to the
+callbacks that implement them) and the direct optimizer step. The wall time
+of the whole in-process ``fit`` (parsing, instantiation, setup, the epoch,
+teardown) is reported too.
 
 (b) start-up: the wall time of fresh processes ``python -c "import gdl_pyg"``,
 ``python -m gdl_pyg --help`` and ``python -m gdl_pyg fit --config NAME
@@ -69,10 +72,14 @@ class EpochTimer(Callback):
     def __init__(self, sync=lambda: None):
         self.sync = sync
         self.start = self.end = self.last_step = self.automatic = None
+        self.lean = self.direct = None
         self.steps = 0
 
     def on_train_epoch_start(self, trainer, pl_module):
+        from gdl_pyg.lightning.loop import _LeanTrainingEpochLoop
         self.automatic = bool(pl_module.automatic_optimization)
+        self.lean = isinstance(trainer.fit_loop.epoch_loop, _LeanTrainingEpochLoop)
+        self.direct = bool(getattr(pl_module, "_direct_step", False))
         self.sync()
         self.start = time.perf_counter()
 
@@ -222,7 +229,8 @@ def bench_epoch(args):
             if r >= args.warmup:
                 end = cli.timer.epoch_end_seconds
                 loop = "automatic" if cli.timer.automatic else "manual"
-                rows.append({"lightning_loop": loop, "lightning_epoch_s": epoch,
+                rows.append({"lightning_loop": loop, "lean_step": cli.timer.lean,
+                             "direct_step": cli.timer.direct, "lightning_epoch_s": epoch,
                              "lightning_steps_s": epoch - end,
                              "lightning_epoch_end_s": end, "lightning_fit_s": fit,
                              "plain_epoch_s": plain, "bare_epoch_s": bare,
@@ -235,6 +243,8 @@ def bench_epoch(args):
     summary = {
         "steps": steps,
         "lightning_loop": rows[0]["lightning_loop"],
+        "lean_step": rows[0]["lean_step"],
+        "direct_step": rows[0]["direct_step"],
         "batch_size": args.batch_size,
         "lightning_epoch_s": med("lightning_epoch_s"),
         "lightning_steps_s": med("lightning_steps_s"),
@@ -337,7 +347,10 @@ def main(argv=None):
         print(f"| bare Lightning (automatic optimization, no callbacks or logging) | "
               f"{s['bare_epoch_s']:.3f} | {s['bare_epoch_s'] / s['steps'] * 1e3:.2f} "
               f"| {s['bare_ratio']:.2f} | - | - |")
-        print(f"| gdl-pyg fit ({s['lightning_loop']} optimization) | "
+        how = [f"{s['lightning_loop']} optimization"]
+        how += ["lean step"] if s["lean_step"] else []
+        how += ["direct optimizer step"] if s["direct_step"] else []
+        print(f"| gdl-pyg fit ({', '.join(how)}) | "
               f"{s['lightning_epoch_s']:.3f} | "
               f"{s['lightning_epoch_s'] / s['steps'] * 1e3:.2f} | {s['ratio']:.2f} | "
               f"{s['ratio_min']:.2f} | {s['ratio_max']:.2f} |")

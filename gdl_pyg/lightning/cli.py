@@ -261,6 +261,9 @@ def _make_gdl_cli():
                 trainer.callbacks.append(EquivarianceReport())
             if not any(isinstance(cb, ResumeState) for cb in trainer.callbacks):
                 trainer.callbacks.append(ResumeState())
+            if sub == "fit":
+                from gdl_pyg.lightning.loop import use_lean_loop
+                use_lean_loop(trainer)
             if sub == "predict" and not any(isinstance(cb, PredictionWriter)
                                             for cb in trainer.callbacks):
                 trainer.callbacks.append(PredictionWriter())

@@ -41,6 +41,14 @@ trainer clips gradients (``gradient_clip_val``) or accumulates them
 :meth:`training_step`, ``optimizer_step``, ``optimizer_zero_grad`` or
 ``configure_gradient_clipping``, or when ``automatic_optimization`` is set by
 hand. (In the manual loop, callbacks' ``on_before_zero_grad`` is not called.)
+Where ``manual_backward`` and Lightning's optimizer wrapper would only call
+``loss.backward()`` and ``optimizer.step()`` (one process, 32-bit precision,
+no profiler, no callback or module hook around them:
+:func:`gdl_pyg.lightning.loop.direct_step_ok`, decided at the start of each
+fit), the step calls those two directly, keeping Lightning's step count.
+``gdl-pyg fit`` also gives its trainer :mod:`gdl_pyg.lightning.loop`'s lean
+epoch step, which dispatches the per-step hooks only to the callbacks that
+implement them.
 
 Across processes (``--trainer.strategy ddp --trainer.devices N``) every logged
 value is over all processes: the validation and test losses are logged with
@@ -197,6 +205,7 @@ class GraphLevelTask(LightningModule):
         # None: chosen at on_fit_start (see automatic_optimization)
         self._automatic_optimization = None
         self._manual_loop = False
+        self._direct_step = False
 
     #: Training steps whose metric inputs are queued before one
     #: ``train_metrics.update`` on all of them (the epoch values are the same).
@@ -261,10 +270,12 @@ class GraphLevelTask(LightningModule):
                              and self._automatic_loop_reason() is None)
 
     def on_fit_end(self) -> None:
-        self._manual_loop = False
+        self._manual_loop = self._direct_step = False
 
     def on_train_start(self) -> None:
         self._sync_step_counters()
+        from gdl_pyg.lightning.loop import direct_step_ok
+        self._direct_step = self._steps_itself and direct_step_ok(self.trainer, self)
 
     def on_train_end(self) -> None:
         self._sync_step_counters()
@@ -296,6 +307,14 @@ class GraphLevelTask(LightningModule):
         order: ``zero_grad``, backward, ``step``."""
         optimizer = self.optimizers()
         optimizer.zero_grad()
+        if self._direct_step:
+            # what manual_backward and LightningOptimizer.step come down to
+            # when no hook is around them (gdl_pyg.lightning.loop.direct_step_ok)
+            loss.backward()
+            optimizer._on_before_step()
+            optimizer.optimizer.step()
+            optimizer._on_after_step()
+            return
         self.manual_backward(loss)
         optimizer.step()
 

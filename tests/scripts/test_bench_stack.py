@@ -48,10 +48,12 @@ def test_tiny_epoch_run_writes_the_json_and_table(tmp_path, capsys):
                                                      row["bare_epoch_s"])
     assert "startup_s" not in saved
     text = capsys.readouterr().out
-    assert "| plain PyTorch |" in text and "| gdl-pyg fit (manual optimization) |" in text
+    assert "| plain PyTorch |" in text and (
+        "| gdl-pyg fit (manual optimization, lean step, direct optimizer step) |" in text)
     assert "| bare Lightning (automatic optimization, no callbacks or logging) |" in text
     # gnn_graphs needs nothing of Lightning's automatic loop: the task steps itself
     assert epoch["lightning_loop"] == "manual"
+    assert epoch["lean_step"] is True and epoch["direct_step"] is True
     assert f"Results written to {out}" in text
 
 
