@@ -1,4 +1,8 @@
 import contextlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,3 +25,20 @@ def _restore_torch_threads():
     # every later test of this pytest worker on that count
     with torch_threads_restored():
         yield
+
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load_script(name: str) -> types.ModuleType:
+    r"""Imports ``scripts/<name>.py`` afresh (the scripts are not a package).
+    The scripts folder goes on ``sys.path`` (some scripts import others), and
+    the module is registered in ``sys.modules`` under ``name``, as a script run
+    by ``python scripts/<name>.py`` could import it."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,23 +1,14 @@
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_all", ROOT / "scripts" / "bench_all.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_all"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_all = _load()
+bench_all = load_script("bench_all")
 
 
 def _table_rows(text):

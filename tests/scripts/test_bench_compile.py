@@ -1,22 +1,13 @@
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_compile.py"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))  # it imports bench_e3 and bench_mesh
-    spec = importlib.util.spec_from_file_location("bench_compile", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table(text):
@@ -38,7 +29,7 @@ QUICK = ["--quick", "--compile-backend", "aot_eager", "--repeats", "1", "--warmu
 
 
 def test_quick_run_of_every_case(capsys, tmp_path):
-    bench = load_script()
+    bench = load_script("bench_compile")
     out = tmp_path / "compile.json"
     assert bench.main(QUICK + ["--out", str(out)]) == 0
     rows = table(capsys.readouterr().out)
@@ -55,7 +46,7 @@ def test_quick_run_of_every_case(capsys, tmp_path):
 
 
 def test_breaks_failures_and_mismatches_are_reported(capsys, monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_compile")
 
     class Reads(torch.nn.Module):  # a data-dependent size: a graph break
         def forward(self, x):
@@ -82,7 +73,7 @@ def test_breaks_failures_and_mismatches_are_reported(capsys, monkeypatch):
 
 
 def test_only_selects_by_name_or_prefix(capsys):
-    bench = load_script()
+    bench = load_script("bench_compile")
     assert bench.main(QUICK + ["--only", "SphereConv,DeepSetsConv"]) == 0
     assert set(table(capsys.readouterr().out)) == {
         "SphereConv (isotropic)", "SphereConv (harmonic)", "DeepSetsConv"}
@@ -91,7 +82,7 @@ def test_only_selects_by_name_or_prefix(capsys):
 
 
 def test_models_of_the_configs(capsys, tmp_path, monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_compile")
     monkeypatch.chdir(tmp_path)  # nothing may be written where it runs
     assert bench.main(QUICK + ["--models", "--only", "model: deepsets_sets"]) == 0
     row = table(capsys.readouterr().out)["model: deepsets_sets"]

@@ -3,18 +3,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_e3.py"
 WITH_CUE = importlib.util.find_spec("cuequivariance_torch") is not None
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_e3", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table_rows(text):
@@ -33,7 +27,7 @@ QUICK = ["--quick", "--sizes", "60", "--repeats", "1", "--warmup", "0", "--chann
 
 
 def test_quick_run_prints_the_table_and_passes_the_equality_checks(capsys):
-    bench = load_script()
+    bench = load_script("bench_e3")
     # aot_eager: the compiled rows without inductor's kernel builds (about two
     # minutes on two cores with a cold cache, as in CI)
     assert bench.main(QUICK + ["--compile-backend", "aot_eager"]) == 0
@@ -62,7 +56,7 @@ def test_quick_run_prints_the_table_and_passes_the_equality_checks(capsys):
 
 
 def test_a_wrong_compiled_result_fails_the_check(capsys, monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_e3")
 
     class Off(torch.nn.Module):  # a "compiler" whose output is off by 1e-2
         def __init__(self, module):
@@ -82,7 +76,7 @@ def test_a_wrong_compiled_result_fails_the_check(capsys, monkeypatch):
 
 
 def test_a_broken_reference_fails_the_check(capsys, monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_e3")
     original = bench.DenseEGNN.forward
 
     def off_by_a_little(self, *args):
@@ -97,7 +91,7 @@ def test_a_broken_reference_fails_the_check(capsys, monkeypatch):
 
 
 def test_dense_egnn_equals_egnn_conv_with_options():
-    bench = load_script()
+    bench = load_script("bench_e3")
     from gdl_pyg.nn.conv.egnn_conv import EGNNConv
 
     pos, edge_index, r = bench.random_cloud(40, 8, seed=3)
@@ -124,7 +118,7 @@ def test_dense_egnn_equals_egnn_conv_with_options():
 
 
 def test_dense_is_skipped_above_the_memory_cap(capsys):
-    bench = load_script()
+    bench = load_script("bench_e3")
     assert bench.main(QUICK + ["--no-cue", "--no-compile", "--dense-max-gib", "0.0001"]) == 0
     out = capsys.readouterr().out
     rows = {row[0]: row for row in table_rows(out)}
@@ -133,7 +127,7 @@ def test_dense_is_skipped_above_the_memory_cap(capsys):
 
 
 def test_interleaved_budget_cuts_rounds():
-    bench = load_script()
+    bench = load_script("bench_e3")
     calls = []
     times = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                               repeats=50, warmup=1, device=torch.device("cpu"), budget=0.0)

@@ -1,21 +1,14 @@
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from gdl_pyg.testing import with_package
 from gdl_pyg.typing import WITH_TORCH_SPARSE
+from conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_graph.py"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_graph", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table(out):
@@ -40,7 +33,7 @@ TINY = ["--nodes", "60", "--edges", "300", "--channels", "8", "--heads", "2", "-
 
 
 def test_eager_rows_all_run(capsys):
-    load_script().main(TINY + ["--no-compile"])
+    load_script("bench_graph").main(TINY + ["--no-compile"])
     out = capsys.readouterr().out
     rows = table(out)
     assert len(rows) == (18 if WITH_TORCH_SPARSE else 14)
@@ -55,7 +48,7 @@ def test_rows_filter_and_compiled_sparse_rows(capsys):
     # the compiled CSR rows run (GIN on adj_t, GCN on the precomputed adjacency, and
     # ours normalising adj_t), each with its paired compiled/eager ratio; PyG's
     # normalise-a-sparse-adj_t row says why it is not compiled
-    load_script().main(TINY + ["--rows", "GIN) CSR,GINConv (PyG) CSR,CSR adj_t (norm,"
+    load_script("bench_graph").main(TINY + ["--rows", "GIN) CSR,GINConv (PyG) CSR,CSR adj_t (norm,"
                                          "GCNConv (PyG) CSR"])
     out = capsys.readouterr().out
     rows = table(out)
@@ -85,7 +78,8 @@ def test_time_fwd_bwd_alternates_the_functions():
 
     import torch
     x = torch.ones(3, requires_grad=True)
-    times = load_script().time_fwd_bwd([fn("a"), fn("b")], (x, ), torch.device("cpu"), 1, 3)
+    times = load_script("bench_graph").time_fwd_bwd([fn("a"), fn("b")], (x, ),
+                                                    torch.device("cpu"), 1, 3)
     assert calls == ["a", "b"] * 4
     assert [len(t) for t in times] == [3, 3]
 
@@ -94,7 +88,7 @@ def test_time_fwd_bwd_alternates_the_functions():
 def test_sparse_tensor_rows(capsys):
     # ours compile on a SparseTensor (dynamo traces it; we read its stored
     # tensors), PyG's are skipped with the reason
-    load_script().main(TINY + ["--rows", "SparseTensor"])
+    load_script("bench_graph").main(TINY + ["--rows", "SparseTensor"])
     out = capsys.readouterr().out
     rows = table(out)
     assert set(rows) == {"GCNConv (PyG) SparseTensor", "ConvolutionalConv SparseTensor (norm)",

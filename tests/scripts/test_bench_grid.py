@@ -1,18 +1,11 @@
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script as load
 
 SCRIPTS = Path(__file__).parents[2] / "scripts"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tiny_run_prints_every_row(capsys):

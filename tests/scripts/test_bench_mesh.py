@@ -5,17 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 pytest.importorskip("trimesh")
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_mesh.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_mesh", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table_rows(text, header_start):
@@ -32,13 +26,13 @@ def table_rows(text, header_start):
 
 
 def test_icosphere_sizes():
-    bench = load_script()
+    bench = load_script("bench_mesh")
     assert [bench.icosphere(n)[0].size(0) for n in (10, 162, 600, 2500)] == \
         [12, 162, 642, 2562]
 
 
 def test_quick_run_prints_both_tables(capsys):
-    bench = load_script()
+    bench = load_script("bench_mesh")
     bench.main(["--quick", "--sizes", "162", "642", "--repeats", "1", "--layer-vertices", "162",
                 "--rounds", "2", "--channels", "6"])
     out = capsys.readouterr().out
@@ -69,7 +63,7 @@ def test_quick_run_prints_both_tables(capsys):
 
 
 def test_missing_layer_is_reported_not_raised(capsys, monkeypatch):
-    bench = load_script()
+    bench = load_script("bench_mesh")
     original = bench.layer_cases
 
     def with_broken(*args):
@@ -85,7 +79,7 @@ def test_missing_layer_is_reported_not_raised(capsys, monkeypatch):
 
 
 def test_peak_memory_sees_torch_and_numpy_allocations():
-    bench = load_script()
+    bench = load_script("bench_mesh")
     size = 200 * 2 ** 20
     peak, exact = bench.peak_rss_increase(lambda: torch.ones(size // 8, dtype=torch.float64))
     if not exact:
@@ -99,7 +93,7 @@ def test_peak_memory_sees_torch_and_numpy_allocations():
 
 
 def test_peak_memory_of_mesh_to_data_grows_with_the_mesh():
-    bench = load_script()
+    bench = load_script("bench_mesh")
     meshes = [bench.icosphere(n) for n in (642, 10242)]
     peaks = bench.peak_memory(meshes)
     assert sorted(peaks) == [642, 10242]

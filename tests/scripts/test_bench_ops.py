@@ -1,14 +1,7 @@
-import importlib.util
 from pathlib import Path
+from conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_ops.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_ops", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def rows(text):
@@ -20,7 +13,7 @@ def rows(text):
 def test_sizes_table_with_fps_and_nothing_timed(capsys, monkeypatch):
     # The fps row used to crash (TypeError) when no backend was timed:
     # torch skipped as too large and torch_cluster missing.
-    bench = load_script()
+    bench = load_script("bench_ops")
     monkeypatch.setattr(bench.gdl_typing, "WITH_TORCH_CLUSTER", False)
     bench.main(["--sizes", "3000", "--fps", "--repeat", "3",
                 "--brute-force-max", "100"])
@@ -34,7 +27,7 @@ def test_sizes_table_with_fps_and_nothing_timed(capsys, monkeypatch):
 
 
 def test_sizes_table_times_torch_and_fps(capsys):
-    bench = load_script()
+    bench = load_script("bench_ops")
     bench.main(["--sizes", "2000", "--fps", "--k", "4"])
     out = rows(capsys.readouterr().out)
     assert out[2][0] == "fps(0.25)" and out[2][2] == "500"
@@ -46,7 +39,7 @@ def test_pairs_by_target_is_the_radius_graph():
     import torch
 
     from gdl_pyg.ops import radius_graph
-    bench = load_script()
+    bench = load_script("bench_ops")
     x = torch.rand(500, 3, generator=torch.Generator().manual_seed(0),
                    dtype=torch.float64)
     ref = torch.from_numpy(bench.pairs_by_target(x.numpy(), 0.15))

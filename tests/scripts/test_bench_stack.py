@@ -1,21 +1,14 @@
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "bench_stack.py"
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_stack", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def positive(value):
@@ -23,7 +16,7 @@ def positive(value):
 
 
 def test_tiny_epoch_run_writes_the_json_and_table(tmp_path, capsys):
-    bench = load_script()
+    bench = load_script("bench_stack")
     out = tmp_path / "bench.json"
     result = bench.main(["--steps", "4", "--rounds", "2", "--warmup", "0", "--batch-size", "8",
                          "--cli-repeats", "0", "--out", str(out)])
@@ -61,7 +54,7 @@ def test_plain_loop_runs_the_same_steps_and_trains(tmp_path):
     # the plain loop really optimizes the task's model on the data module's batches
     import torch
 
-    bench = load_script()
+    bench = load_script("bench_stack")
     args = bench.argparse.Namespace(config="gnn_graphs", device="cpu", steps=3,
                                     batch_size=8, progress_bar=False)
     epoch, fit, steps, cli = bench.run_lightning(args, str(tmp_path), lambda: None)
@@ -83,7 +76,7 @@ def test_plain_loop_runs_the_same_steps_and_trains(tmp_path):
 
 
 def test_startup_timings_and_failures(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_stack")
     names = [name for name, _ in bench.startup_commands("gcnn_digits")]
     assert names[0] == "python -c pass" and "gdl-pyg --help" in names
     assert names[-1] == "gdl-pyg fit --config gcnn_digits --trainer.fast_dev_run 1"
@@ -97,7 +90,7 @@ def test_startup_timings_and_failures(tmp_path):
 
 @pytest.mark.slow
 def test_full_startup_commands_run(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_stack")
     result = bench.main(["--skip-epoch", "--cli-repeats", "1", "--out",
                          str(tmp_path / "b.json")])
     startup = result["startup_s"]

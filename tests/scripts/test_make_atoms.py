@@ -1,5 +1,4 @@
 import gzip
-import importlib.util
 import os
 
 import numpy as np
@@ -8,20 +7,14 @@ import pytest
 pytest.importorskip("ase")
 import ase.io  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
+from conftest import load_script
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "make_atoms.py")
 SHIPPED = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "atoms")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_atoms", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_make_atoms(tmp_path, capsys):
-    script = load_script()
+    script = load_script("make_atoms")
     args = ["--num-train", "6", "--num-test", "3", "--seed", "5"]
     paths = script.main(["--out", str(tmp_path / "a")] + args)
     assert [os.path.basename(p) for p in paths] == ["train.xyz.gz", "test.xyz.gz"]

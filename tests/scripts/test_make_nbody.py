@@ -1,20 +1,13 @@
-import importlib.util
 import os
 
 import numpy as np
+from conftest import load_script
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "make_nbody.py")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("make_nbody", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_make_nbody(tmp_path, capsys):
-    script = load_script()
+    script = load_script("make_nbody")
     args = ["--num-train", "6", "--num-val", "2", "--num-test", "3", "--seed", "5"]
     path = script.main(["--out", str(tmp_path / "a")] + args)
     assert os.path.basename(path) == "nbody_charged5.npz"

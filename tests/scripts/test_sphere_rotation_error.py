@@ -1,18 +1,11 @@
-import importlib.util
 import os
+from conftest import load_script
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "sphere_rotation_error.py")
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("sphere_rotation_error", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_sphere_rotation_error(tmp_path, capsys):
-    script = load_script()
+    script = load_script("sphere_rotation_error")
     out = tmp_path / "err.png"
     rows = script.main(["--levels", "2", "3", "--rotations", "1", "--lmax", "3",
                         "--out", str(out)])
@@ -35,7 +28,7 @@ def test_icosahedral_rotation_is_exact():
     # one, the measured error is round-off
     import pytest
     from gdl_pyg.domains.sphere import icosahedral_rotations
-    script = load_script()
+    script = load_script("sphere_rotation_error")
     R = icosahedral_rotations()[7]
     assert script.rotation_error("harmonic", 2, lmax=3, rotation=R)["error"] < 1e-10
     # the isotropic output is not band-limited: the raw error is the fit floor,
