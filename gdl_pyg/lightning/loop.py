@@ -16,7 +16,9 @@ hooks, in the same order and with the same arguments, but only on the
 callbacks and modules that implement them, and that skips the batch-transfer
 hooks when neither the module nor the data module overrides them (the batch
 then goes to the device with Lightning's ``move_data_to_device``, as the
-default hooks do). Progress counters, logging, validation, checkpoints and
+default hooks do). Which callbacks and hooks those are is read at the start
+of every epoch (a callback added in the middle of an epoch is called from
+the next one). Progress counters, logging, validation, checkpoints and
 restarts are Lightning's own. ``gdl-pyg fit`` calls it on its trainer.
 
 The lean step runs only where it is exactly Lightning's: one process
