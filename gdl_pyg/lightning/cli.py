@@ -239,6 +239,7 @@ def _make_gdl_cli():
                 else:
                     config["logger"] = False
                     config["default_root_dir"] = run
+            _add_progress_bar(config, callbacks)
             plugins = config.get("plugins")
             plugins = [] if plugins is None else \
                 list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -261,9 +262,10 @@ def _make_gdl_cli():
                 trainer.callbacks.append(EquivarianceReport())
             if not any(isinstance(cb, ResumeState) for cb in trainer.callbacks):
                 trainer.callbacks.append(ResumeState())
-            if sub == "fit":
-                from gdl_pyg.lightning.loop import use_lean_loop
-                use_lean_loop(trainer)
+            # the lean epoch step (gdl_pyg.lightning.loop), also for a trainer
+            # built with run=False and fitted by hand
+            from gdl_pyg.lightning.loop import use_lean_loop
+            use_lean_loop(trainer)
             if sub == "predict" and not any(isinstance(cb, PredictionWriter)
                                             for cb in trainer.callbacks):
                 trainer.callbacks.append(PredictionWriter())
@@ -271,6 +273,23 @@ def _make_gdl_cli():
 
     GdlCLI.__module__, GdlCLI.__qualname__ = __name__, "GdlCLI"
     return GdlCLI
+
+
+def _add_progress_bar(config: Dict[str, Any], callbacks: List[Any]) -> None:
+    r"""Adds a :class:`~gdl_pyg.lightning.callbacks.TimedProgressBar` to
+    ``callbacks`` unless the trainer's progress bar is off or the user gave
+    one (Lightning would otherwise add its own, which redraws every batch)."""
+    from lightning.pytorch.callbacks.progress import ProgressBar
+
+    from gdl_pyg.lightning.callbacks import TimedProgressBar
+
+    if config.get("enable_progress_bar") is False:
+        return
+    given = config.get("callbacks")
+    given = [] if given is None else list(given) if isinstance(given, (list, tuple)) else [given]
+    if any(isinstance(cb, ProgressBar) for cb in given + list(callbacks)):
+        return
+    callbacks.append(TimedProgressBar())
 
 
 def _csv_logger_class():

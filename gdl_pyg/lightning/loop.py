@@ -19,7 +19,8 @@ then goes to the device with Lightning's ``move_data_to_device``, as the
 default hooks do). Which callbacks and hooks those are is read at the start
 of every epoch (a callback added in the middle of an epoch is called from
 the next one). Progress counters, logging, validation, checkpoints and
-restarts are Lightning's own. ``gdl-pyg fit`` calls it on its trainer.
+restarts are Lightning's own. The ``gdl-pyg`` command (:class:`~gdl_pyg.lightning.
+cli.GdlCLI`) calls it on every trainer it builds.
 
 The lean step runs only where it is exactly Lightning's: one process
 (``SingleDeviceStrategy``), no profiler, manual optimization, a

@@ -143,3 +143,84 @@ def test_merged_predictions_without_indices_keep_the_processes_order():
     assert sorted(merged) == [0, 1]
     assert [r[0]["prediction"].tolist() for r in merged[0]] == [[0, 20], [10, 30]]
     assert merged[1][0][0]["prediction"].tolist() == [10, 30]
+
+
+# ---------------------------------------------------------------- progress bar
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_timed_progress_bar_redraws_at_most_every_interval(monkeypatch):
+    import gdl_pyg.lightning.callbacks as callbacks
+    from gdl_pyg.lightning.callbacks import TimedProgressBar
+    clock = _Clock()
+    monkeypatch.setattr(callbacks.time, "monotonic", clock)
+    bar = TimedProgressBar(refresh_interval=0.5)
+    monkeypatch.setattr(TimedProgressBar, "is_enabled", property(lambda self: True))
+    drawn = []
+    for n in range(1, 11):
+        clock.now += 0.2
+        drawn.append(bar._should_update(n, 10))
+    # the first batch, then one redraw per 0.5 s (every third batch of 0.2 s),
+    # and the last one always
+    assert drawn == [True, False, False, True, False, False, True, False, False, True]
+    every = TimedProgressBar(refresh_interval=0)
+    assert all(every._should_update(n, 10) for n in range(1, 11))
+    # refresh_rate still applies, as in Lightning's bar
+    rate = TimedProgressBar(refresh_interval=0, refresh_rate=4)
+    assert [rate._should_update(n, 10) for n in range(1, 11)] == \
+        [n % 4 == 0 or n == 10 for n in range(1, 11)]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "0.1", True])
+def test_timed_progress_bar_rejects_a_bad_interval(bad):
+    from gdl_pyg.lightning.callbacks import TimedProgressBar
+    with pytest.raises(ValueError, match="refresh_interval"):
+        TimedProgressBar(refresh_interval=bad)
+
+
+@pytest.mark.parametrize("max_steps", [-1, 2])
+def test_timed_progress_bar_ends_the_epoch_at_its_batch_count(monkeypatch, max_steps):
+    # a clock that never moves: only the first and the last batch redraw, yet
+    # at the epoch's end the bar shows every batch run (also when max_steps
+    # stops the epoch early, where no last batch redraws)
+    import torch
+    from lightning.pytorch import Callback, Trainer
+
+    import gdl_pyg.lightning.callbacks as callbacks
+    from gdl_pyg.lightning.callbacks import TimedProgressBar
+    from gdl_pyg.lightning.task import GraphClassificationTask
+    from gdl_pyg.nn.models.grid_cnn import GridCNN
+    from test_task import TinyGrids
+
+    monkeypatch.setattr(callbacks.time, "monotonic", _Clock())
+    seen = []
+
+    class Probe(Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            bar = trainer.progress_bar_callback.train_progress_bar
+            seen.append((bar.n, bar.total))
+
+    bar = TimedProgressBar()
+    draws = []
+    original = TimedProgressBar._should_update
+
+    def counted(self, current, total):
+        out = original(self, current, total)
+        draws.append(out)
+        return out
+
+    monkeypatch.setattr(TimedProgressBar, "_should_update", counted)
+    torch.manual_seed(0)
+    tr = Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=False,
+                 enable_checkpointing=False, enable_model_summary=False,
+                 limit_val_batches=0, callbacks=[bar, Probe()])
+    tr.fit(GraphClassificationTask(GridCNN(1, 2, hidden_channels=4, num_layers=2)),
+           TinyGrids(batch_size=4))  # 16 graphs: 4 batches
+    steps = 4 if max_steps < 0 else max_steps
+    assert seen == [(steps, 4)]
+    assert draws[:steps].count(True) == (2 if max_steps < 0 else 1)

@@ -175,3 +175,29 @@ def test_run_folder(tmp_path, monkeypatch):
     task = GraphClassificationTask.load_from_checkpoint(str(ckpts[0]), map_location="cpu")
     assert isinstance(task.model, GCNN) and task.model.group == "p4"
     assert task.hparams["lr"] == 0.003
+
+
+@pytest.mark.parametrize("extra, bar", [
+    ([], "TimedProgressBar"),
+    (["--trainer.enable_progress_bar", "false"], None),
+    (["--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate=5"],
+     "TQDMProgressBar"),
+])
+def test_fit_trainer_has_the_lean_step_and_a_timed_progress_bar(extra, bar, tmp_path,
+                                                                  monkeypatch):
+    # gdl-pyg's trainer: Lightning's epoch loop with the lean step, and a
+    # progress bar that redraws at most 10 times a second unless the user
+    # turns the bar off or brings their own
+    from gdl_pyg.lightning.cli import GdlCLI
+    from gdl_pyg.lightning.loop import _LeanTrainingEpochLoop
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["gdl-pyg"])
+    cli = GdlCLI(subclass_mode_model=True, subclass_mode_data=True, run=False,
+                 args=["--config", config_path("gnn_graphs"),
+                       "--trainer.default_root_dir", str(tmp_path)] + extra)
+    bars = [type(cb).__name__ for cb in cli.trainer.callbacks if "ProgressBar" in type(cb).__name__]
+    assert bars == ([] if bar is None else [bar])
+    assert type(cli.trainer.progress_bar_callback).__name__ == (bar or "NoneType")
+    if bar == "TQDMProgressBar":
+        assert cli.trainer.progress_bar_callback.refresh_rate == 5
+    assert isinstance(cli.trainer.fit_loop.epoch_loop, _LeanTrainingEpochLoop)
