@@ -308,8 +308,9 @@ def main(argv=None):
                         help="overrides the config's batch size (default: 4; gnn_graphs then "
                              "has 350 training batches)")
     parser.add_argument("--steps", type=int, default=300, help="training steps per epoch")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="timed Lightning / plain pairs (default: 5)")
+    parser.add_argument("--rounds", type=int, default=11,
+                        help="timed Lightning / plain pairs; single rounds range over "
+                             "+-15%% on a shared machine (default: 11)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--progress-bar", action="store_true",
                         help="turn the progress bar on in the Lightning epoch")
