@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Data
+from torch_geometric.utils import scatter
 
 from gdl_pyg.nn.conv.attentional_conv import AttentionalConv
 from gdl_pyg.nn.conv.convolutional_conv import ConvolutionalConv
@@ -290,9 +291,16 @@ class GraphTransformer(torch.nn.Module):
             h = h + self.lin_pe(p.to(h.dtype))
         batch, num_graphs = _graph_info(data)
         edge_index = data.edge_index if self.attention == "edges" else None
+        max_nodes = None
+        if edge_index is None and batch is not None:
+            # the largest graph's size, read once for every layer rather than
+            # by each layer's to_dense_batch (under torch.compile: one graph
+            # break instead of one per layer)
+            sizes = scatter(torch.ones_like(batch), batch, 0, dim_size=num_graphs, reduce="sum")
+            max_nodes = int(sizes.max())
         for norm1, conv, norm2, mlp in zip(self.norms1, self.convs, self.norms2, self.mlps):
             if edge_index is None:
-                a = conv(norm1(h), batch=batch, batch_size=num_graphs)
+                a = conv(norm1(h), batch=batch, batch_size=num_graphs, max_num_nodes=max_nodes)
             else:
                 a = conv(norm1(h), edge_index)
             h = h + F.dropout(a, p=self.dropout, training=self.training)

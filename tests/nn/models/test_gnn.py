@@ -231,3 +231,26 @@ def test_graph_transformer_with_edge_attention_compiles_without_graph_breaks(
                              attention="edges").eval()
     ref = model(data)
     assert (compile_one_graph(model, data) - ref).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_graph_transformer_complete_attention_reads_the_largest_graph_once(num_layers):
+    # the largest graph's size is read once, in embed, for all layers (before,
+    # each layer's to_dense_batch read it: 4 graphs and 3 breaks). The one
+    # read splits embed, which dynamo counts as two breaks (its call in
+    # forward, and the read)
+    graphs = _graphs_with_pe("random_walk")
+    data = Batch.from_data_list(graphs)
+    torch.manual_seed(0)
+    model = GraphTransformer(3, 8, 4, num_layers=num_layers, heads=2, pe="random_walk",
+                             pe_dim=4, attention="complete").eval()
+    ref = model(data)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(model)(data)
+    assert (explain.graph_count, explain.graph_break_count) == (3, 2), explain.break_reasons
+    assert all("gnn.py" in r.user_stack[-1].filename for r in explain.break_reasons)
+    out = torch.compile(model, backend="aot_eager")(data)
+    assert (out - ref).abs().max() < 1e-6
+    # the same logits as each graph alone
+    for i, g in enumerate(graphs):
+        assert torch.allclose(model(g), ref[i:i + 1], atol=1e-5)
