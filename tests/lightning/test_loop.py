@@ -13,7 +13,7 @@ from gdl_pyg.lightning.loop import _LeanTrainingEpochLoop, direct_step_ok, use_l
 from gdl_pyg.lightning.task import GraphClassificationTask
 from gdl_pyg.nn.models.grid_cnn import GridCNN
 
-from test_task import TinyGrids, _StepScheduled, _task
+from test_task import TinyGrids, _StepScheduled, _task, assert_same_training_state
 
 
 class _Hooks(Callback):
@@ -77,16 +77,7 @@ def _run(task, lean_loop, callbacks=(), epochs=3, ckpt_path=None, root=None, **k
 
 
 def _assert_same(a, b):
-    for (name, p), q in zip(a.lightning_module.state_dict().items(),
-                            b.lightning_module.state_dict().values()):
-        assert torch.equal(p, q), name
-    opt_a, opt_b = a.optimizers[0].state_dict(), b.optimizers[0].state_dict()
-    assert opt_a["param_groups"] == opt_b["param_groups"]
-    for key, state in opt_a["state"].items():
-        for name, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b["state"][key][name]))
-    assert [c.scheduler.state_dict() for c in a.lr_scheduler_configs] == \
-        [c.scheduler.state_dict() for c in b.lr_scheduler_configs]
+    assert_same_training_state(a, b)
     assert _loop_state(a) == _loop_state(b)
     assert {k: float(v) for k, v in a.callback_metrics.items()} == \
         {k: float(v) for k, v in b.callback_metrics.items()}

@@ -304,8 +304,9 @@ def _fit(task, automatic=None, epochs=3, ckpt_path=None, default_root_dir=None, 
     return tr, rec
 
 
-def _assert_same_run(a, b):
-    (tr_a, rec_a), (tr_b, rec_b) = a, b
+def assert_same_training_state(tr_a, tr_b):
+    r"""The two trainers' modules, optimizers and schedulers are equal, bit
+    for bit, and they took the same number of steps."""
     task_a, task_b = tr_a.lightning_module, tr_b.lightning_module
     for (name, p), q in zip(task_a.state_dict().items(), task_b.state_dict().values()):
         assert torch.equal(p, q), name
@@ -317,9 +318,14 @@ def _assert_same_run(a, b):
     sched_a = [c.scheduler.state_dict() for c in tr_a.lr_scheduler_configs]
     sched_b = [c.scheduler.state_dict() for c in tr_b.lr_scheduler_configs]
     assert sched_a == sched_b
+    assert tr_a.global_step == tr_b.global_step
+
+
+def _assert_same_run(a, b):
+    (tr_a, rec_a), (tr_b, rec_b) = a, b
+    assert_same_training_state(tr_a, tr_b)
     assert rec_a.lrs == rec_b.lrs and rec_a.steps == rec_b.steps
     assert rec_a.epochs == rec_b.epochs
-    assert tr_a.global_step == tr_b.global_step
 
 
 @pytest.mark.parametrize("scheduler", ["none", "cosine"])
