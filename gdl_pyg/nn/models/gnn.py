@@ -294,8 +294,8 @@ class GraphTransformer(torch.nn.Module):
         max_nodes = None
         if edge_index is None and batch is not None:
             # the largest graph's size, read once for every layer rather than
-            # by each layer's to_dense_batch (under torch.compile: one graph
-            # break instead of one per layer)
+            # by each layer's to_dense_batch (under torch.compile the model is
+            # then 3 graphs instead of 4)
             sizes = scatter(torch.ones_like(batch), batch, 0, dim_size=num_graphs, reduce="sum")
             max_nodes = int(sizes.max())
         for norm1, conv, norm2, mlp in zip(self.norms1, self.convs, self.norms2, self.mlps):
