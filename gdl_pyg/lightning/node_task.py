@@ -103,7 +103,9 @@ class _NodeLevelSteps:
         out, y, n = self._masked(batch, self(batch), "val")
         self.log("val/loss", self.criterion(out, y), batch_size=n, prog_bar=True,
                  add_dataloader_idx=False, sync_dist=True)
-        self.val_metrics(out, y)
+        # update, not forward: forward also computes every metric on the batch,
+        # which nothing logs (the epoch values come from the accumulated state)
+        self.val_metrics.update(out, y)
         self.log_dict(self.val_metrics, batch_size=n, prog_bar=True, add_dataloader_idx=False)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -484,7 +484,9 @@ class GraphLevelTask(LightningModule):
         bs = batch.num_graphs
         self.log("val/loss", self.criterion(out, y), batch_size=bs, prog_bar=True,
                  add_dataloader_idx=False, sync_dist=True)
-        self.val_metrics(out, y)
+        # update, not forward: forward also computes every metric on the batch,
+        # which nothing logs (the epoch values come from the accumulated state)
+        self.val_metrics.update(out, y)
         self.log_dict(self.val_metrics, batch_size=bs, prog_bar=True, add_dataloader_idx=False)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:

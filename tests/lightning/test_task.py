@@ -74,6 +74,14 @@ def test_classification_metrics_per_test_set():
     res2 = tr.test(task, dm, verbose=False)
     assert res2[0]["test/acc_upright"] == pytest.approx(res[0]["test/acc_upright"])
 
+    # the same for validation (its metrics accumulate with update, and
+    # Lightning computes and resets them per epoch)
+    with torch.no_grad():
+        correct = sum(int((task(b).argmax(-1) == b.y).sum()) for b in dm.val_dataloader())
+    for _ in range(2):
+        val = tr.validate(task, dm, verbose=False)[0]
+        assert val["val/acc"] == pytest.approx(correct / len(dm.val_dataset))
+
     # predict returns classes per graph, one list per predict dataloader
     pred = tr.predict(task, dm)
     assert len(pred) == 2 and pred[0][0].dtype == torch.long
