@@ -22,7 +22,7 @@ from gdl_pyg.utils import check_channels, check_edge_index, check_features
 
 __all__ = ["MessagePassingConv", "combine_update", "check_module", "sparse_parts",
            "sparse_sum_nodes", "coo_entries", "check_decomposed_layers", "csr_adjacency",
-           "eager_cpu_product", "csr_aggregate", "edge_aggregate"]
+           "eager_cpu_product", "csr_aggregate", "edge_aggregate", "relu_message_sum"]
 
 COMBINE_MODES = ("none", "add", "cat")
 MESSAGE_INPUTS = ("cat", "diff", "args")
@@ -510,6 +510,14 @@ def plain_propagate(module: MessagePassing) -> bool:
     return not any(len(h) > 0 for h in hooks)
 
 
+def _plain_call(module: torch.nn.Module) -> bool:
+    r"""Whether calling :obj:`module` runs its :meth:`forward` only (no hooks
+    of its own or global ones), so a fused kernel may use its parameters."""
+    from torch.nn.modules import module as nn_module
+    return not (module._forward_hooks or module._forward_pre_hooks
+                or nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks)
+
+
 def module_in_channels(module: Optional[torch.nn.Module]) -> Optional[int]:
     r"""The input width of :obj:`module` when it can be read off its first
     layer (:class:`torch.nn.Linear`, PyG's :class:`Linear` or :class:`MLP`, or
@@ -657,7 +665,13 @@ class MessagePassingConv(MessagePassing):
     ReLU and scatter-add, and the backward recomputes the ReLU pattern
     instead of storing an :math:`|\mathcal{E}| \times F` mask (PyG's
     :class:`~torch_geometric.nn.conv.GINEConv` stores it, and runs slower
-    compiled than eagerly on CPU). Dynamo takes no sparse tensors: given a
+    compiled than eagerly on CPU). Eagerly, that sum (over an
+    :obj:`edge_index`, or a sparse adjacency with edge features) is
+    :func:`relu_message_sum`: PyG's additions in PyG's order, so the output
+    and every gradient equal :class:`~torch_geometric.nn.conv.GINEConv`'s bit
+    for bit, with the messages built in place in one
+    :math:`|\mathcal{E}| \times F` buffer and their gradient in another (PyG
+    allocates five such tensors). Dynamo takes no sparse tensors: given a
     sparse :obj:`adj_t`, the layer's own frame runs eagerly and the sum over
     the adjacency pattern is compiled from its dense parts
     (:func:`sparse_sum_nodes`). Every compiled sum is the sparse product
@@ -865,6 +879,10 @@ class MessagePassingConv(MessagePassing):
         if self._compiled_relu_message(edge_index, edge_attr, x_src, x_dst, size):
             out = self._relu_message_sum(x_src, edge_index, edge_attr, x_dst, size)
             return self._update(x_dst, out)
+        if self._eager_relu_message(edge_index, edge_attr, x_src, x_dst, size):
+            out = self._fused_relu_message_sum(x_src, edge_index, edge_attr, x_dst, size)
+            if out is not None:
+                return self._update(x_dst, out)
         if self.psi is None and x_dst is not None:
             # The default message reads x_j (and e_ij) only: hand PyG no target
             # features, so that it never gathers x_i per edge (GINConv's cost),
@@ -934,6 +952,47 @@ class MessagePassingConv(MessagePassing):
         return self.node_dim in (-2, x_src.dim() - 2) and not self._explain \
             and self.decomposed_layers == 1
 
+    def _eager_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
+                            x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
+        r"""Whether :meth:`forward` sums the default GINE message with
+        :func:`relu_message_sum` (eagerly: the same cases as the compiled
+        :meth:`_relu_message_sum`, and no hooks on :meth:`propagate`)."""
+        if torch.compiler.is_compiling() or self.psi is not None or edge_attr is None \
+                or not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided \
+                or edge_index.dtype != torch.long or self.aggr not in ("add", "sum"):
+            return False
+        if x_dst is None and (size is None or size[1] is None):
+            return False  # PyG reads the number of targets off edge_index
+        return self.node_dim in (-2, x_src.dim() - 2) and plain_propagate(self)
+
+    def _fused_relu_message_sum(self, x_src: Tensor, edge_index: Tensor, edge_attr: Tensor,
+                                x_dst: OptTensor,
+                                size: Optional[Tuple[int, int]]) -> OptTensor:
+        # None where the fused sum does not apply to these tensors (dtypes,
+        # widths, a hooked or lazy edge Linear): propagate then runs, and raises
+        # PyG's errors
+        num_dst = x_dst.size(self.node_dim) if size is None or size[1] is None else size[1]
+        j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.view(-1, 1)
+        weight = bias = None
+        lin = self.lin_edge
+        if lin is not None:
+            if type(lin) is not Linear or not _plain_call(lin) \
+                    or isinstance(lin.weight, torch.nn.parameter.UninitializedParameter):
+                return None
+            weight, bias = lin.weight, lin.bias
+            width = weight.size(0)
+            ok = all(t is None or t.dtype == x_src.dtype for t in (edge_attr, weight, bias)) \
+                and edge_attr.size(-1) == weight.size(1)
+        else:
+            width = edge_attr.size(-1)
+            ok = edge_attr.dtype == x_src.dtype
+        if not ok or edge_attr.dim() != 2 or width != x_src.size(-1):
+            return None
+        return relu_message_sum(x_src, edge_attr, edge_index[j], edge_index[i], num_dst,
+                                weight, bias)
+
     def _relu_message_sum(self, x_src: Tensor, edge_index: Tensor, edge_attr: Tensor,
                           x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> Tensor:
         # The aggregation of the GINE message as one activation-checkpointed
@@ -981,10 +1040,23 @@ class MessagePassingConv(MessagePassing):
         # Only reached for sparse adjacency with `psi=None`.
         x_src = x[0]
         if edge_attr is not None:  # non-linear message: gather-scatter fallback
+            parts = sparse_parts(adj_t, values=False)
             if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
                 row, col = adj_t.storage.row(), adj_t.storage.col()
+            elif parts is not None:
+                # the indices as stored (PyG's to_edge_index flags the tensor coalesced
+                # in place, which bumps the version of the edge features read from its
+                # values and fails their backward)
+                _, crow, row, col, _ = parts
+                if row is None:
+                    row = torch.repeat_interleave(
+                        torch.arange(adj_t.size(0), device=col.device), crow.diff())
             else:
                 (row, col), _ = to_edge_index(adj_t)
+            if self.aggr in ("add", "sum") and edge_attr.dtype == x_src.dtype \
+                    and edge_attr.dim() == 2 and edge_attr.size(-1) == x_src.size(-1) \
+                    and self.node_dim in (-2, x_src.dim() - 2):
+                return relu_message_sum(x_src, edge_attr, col, row, adj_t.size(0))
             msg = self.message(None, x_src.index_select(self.node_dim, col), edge_attr)
             return self.aggregate(msg, row, dim_size=adj_t.size(0))
         if self.aggr in ("add", "sum"):
@@ -1009,6 +1081,107 @@ def _relu_message_sum(x_src: Tensor, edge_term: Tensor, src: Tensor, dst: Tensor
     # sum_{v -> u} relu(x_v + e_vu) over the second-last (node) dimension of x_src
     msg = (x_src.index_select(-2, src) + edge_term).relu()
     return msg.new_zeros(x_src.shape[:-2] + (num_dst, x_src.size(-1))).index_add_(-2, dst, msg)
+
+
+def _edge_term_rows(edge_attr: Tensor, weight: OptTensor, bias: OptTensor, lo: int,
+                    hi: int) -> Tensor:
+    rows = edge_attr[lo:hi]
+    return rows if weight is None else torch.nn.functional.linear(rows, weight, bias)
+
+
+def _relu_message_sum_reference(x_src: Tensor, edge_attr: Tensor, weight: OptTensor,
+                                bias: OptTensor, src: Tensor, dst: Tensor,
+                                num_dst: int) -> Tensor:
+    edge_term = _edge_term_rows(edge_attr, weight, bias, 0, edge_attr.size(0))
+    return _relu_message_sum(x_src, edge_term, src, dst, num_dst)
+
+
+class _ReluMessageSum(torch.autograd.Function):
+    # relu(x_src[src] + edge term) summed into dst, a block of edges at a time:
+    # no E x F tensor is ever allocated; the backward recomputes each block
+    @staticmethod
+    def forward(ctx, x_src: Tensor, edge_attr: Tensor, weight: OptTensor, bias: OptTensor,
+                src: Tensor, dst: Tensor, num_dst: int, block: int) -> Tensor:
+        out = x_src.new_zeros(x_src.shape[:-2] + (num_dst, x_src.size(-1)))
+        for lo in range(0, src.numel(), block):
+            hi = lo + block
+            msg = x_src.index_select(-2, src[lo:hi])
+            msg.add_(_edge_term_rows(edge_attr, weight, bias, lo, hi))
+            msg.relu_()
+            out.index_add_(-2, dst[lo:hi], msg)
+        ctx.save_for_backward(x_src, edge_attr, weight, bias, src, dst)
+        ctx.num_dst, ctx.block = num_dst, block
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x_src, edge_attr, weight, bias, src, dst = ctx.saved_tensors
+        need = ctx.needs_input_grad[:4]
+        if torch.is_grad_enabled():  # create_graph: a differentiable recomputation
+            inputs = [t for t, n in zip((x_src, edge_attr, weight, bias), need) if n]
+            with torch.enable_grad():
+                out = _relu_message_sum_reference(x_src, edge_attr, weight, bias, src, dst,
+                                                  ctx.num_dst)
+            grads = iter(torch.autograd.grad(out, inputs, grad_out, create_graph=True,
+                                             allow_unused=True))
+            return tuple(next(grads) if n else None for n in need) + (None,) * 4
+        grad_x = torch.zeros_like(x_src) if need[0] else None
+        grad_attr = torch.empty_like(edge_attr) if need[1] else None
+        grad_w = torch.zeros_like(weight) if need[2] else None
+        grad_b = torch.zeros_like(bias) if need[3] else None
+        batch_dims = tuple(range(x_src.dim() - 2))
+        for lo in range(0, src.numel(), ctx.block):
+            hi = lo + ctx.block
+            rows = edge_attr[lo:hi]
+            pre = x_src.index_select(-2, src[lo:hi])
+            pre.add_(_edge_term_rows(edge_attr, weight, bias, lo, hi))
+            grad = grad_out.index_select(-2, dst[lo:hi])
+            grad.masked_fill_(pre <= 0, 0)  # ReLU's gradient: 0 where its output is 0
+            if grad_x is not None:
+                grad_x.index_add_(-2, src[lo:hi], grad)
+            grad_term = grad.sum(batch_dims) if batch_dims else grad
+            if grad_attr is not None:
+                if weight is None:
+                    grad_attr[lo:hi] = grad_term
+                else:
+                    torch.mm(grad_term, weight, out=grad_attr[lo:hi])
+            if grad_w is not None:
+                grad_w.addmm_(grad_term.t(), rows)
+            if grad_b is not None:
+                grad_b.add_(grad_term.sum(0))
+        return grad_x, grad_attr, grad_w, grad_b, None, None, None, None
+
+
+#: the bytes of one block of messages in :func:`relu_message_sum` (a few
+#: hundred KB to a MB stay in the CPU's caches and in memory the allocator reuses)
+RELU_MESSAGE_BLOCK_BYTES = 1 << 20
+
+
+def relu_message_sum(x_src: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor,
+                     num_dst: int, weight: OptTensor = None, bias: OptTensor = None) -> Tensor:
+    r"""The GINE aggregation :math:`\sum_{v \to u} \mathrm{ReLU}(\mathbf{x}_v +
+    \mathbf{e}_{vu})` over the second-last (node) dimension of :obj:`x_src`
+    (``[..., N_src, F]``), with the edges :obj:`src` to :obj:`dst` (``[E]``
+    each, in range), into ``[..., num_dst, F]``. The edge term
+    :math:`\mathbf{e}` is :obj:`edge_attr` ``[E, F]``, or with :obj:`weight`
+    ``[F, D]`` (and :obj:`bias` ``[F]``) the linear map
+    ``F.linear(edge_attr, weight, bias)`` of :obj:`edge_attr` ``[E, D]``, as
+    in :class:`~torch_geometric.nn.conv.GINEConv`.
+
+    The edges are taken in blocks of about :obj:`RELU_MESSAGE_BLOCK_BYTES` of
+    messages, and the backward recomputes each block (gather, edge term,
+    ReLU pattern): no :math:`|\mathcal{E}| \times F` tensor is allocated,
+    where PyG's gather, add, ReLU and scatter-add allocate three in the
+    forward (four with the edge term) and two in the backward. The sums are
+    PyG's, in PyG's order (the messages of a target, and the gradients of a
+    source, are added in edge order), so the output and the gradient of
+    :obj:`x_src` equal PyG's bit for bit; the gradients of :obj:`weight` and
+    :obj:`bias` are sums over the blocks, equal up to rounding. Double
+    backward (``create_graph=True``) recomputes the whole sum differentiably."""
+    F = x_src.size(-1)
+    batch = x_src[..., :1, :1].numel()
+    block = max(1, RELU_MESSAGE_BLOCK_BYTES // max(1, F * batch * x_src.element_size()))
+    return _ReluMessageSum.apply(x_src, edge_attr, weight, bias, src, dst, num_dst, block)
 
 
 def _ones_like_sparse(adj: Tensor, dtype: torch.dtype) -> Tensor:

@@ -2,9 +2,10 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import EdgeConv, GINConv, GINEConv
-from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
+from torch_geometric.utils import to_edge_index, to_torch_coo_tensor, to_torch_csr_tensor
 
 from gdl_pyg.groups import Permutations
+from gdl_pyg.nn.conv import message_passing_conv as mpc
 from gdl_pyg.nn.conv.message_passing_conv import MessagePassingConv
 from gdl_pyg.testing import assert_equivariant, with_package
 
@@ -125,6 +126,10 @@ def test_default_message_gathers_only_x_j(monkeypatch, product_at_any_size):
     assert gathered == [(N, 8)]
     gathered.clear()
     gine = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8).double()
+    gine(data.x, data.edge_index, data.edge_attr)
+    assert gathered == []  # eagerly, the fused sum (relu_message_sum) instead of propagate
+    # PyG's propagate (forced by a hook) gathers x_j only
+    gine.register_propagate_forward_pre_hook(lambda module, inputs: None)
     gine(data.x, data.edge_index, data.edge_attr)
     assert gathered == [(N, 8)]
     gathered.clear()
@@ -427,8 +432,16 @@ def test_compiled_gine_saves_no_edge_mask():
     out.sum().backward()
     assert saved, "no saved tensors recorded"
     assert not [s for s in saved if s[1] == torch.bool], saved
-    # the eager path keeps PyG's propagate (and autograd's saved ReLU output)
+    # the eager path (relu_message_sum) saves no E x F tensor either: it saves
+    # its inputs and recomputes the messages block by block
     saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        conv(x, data.edge_index, data.edge_attr)
+    assert ((E, 3), torch.float32) in saved and ((30, 8), torch.float32) in saved
+    assert not [s for s in saved if s[0][:1] == (E,) and s[0][1:] == (8,)], saved
+    # while PyG's propagate (forced by a hook) saves the E x F ReLU output
+    saved.clear()
+    conv.register_propagate_forward_pre_hook(lambda module, inputs: None)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         conv(x, data.edge_index, data.edge_attr)
     assert ((E, 8), torch.float32) in saved
@@ -917,3 +930,148 @@ def test_csr_adj_t_sum_as_product_equals_ginconv(csr_builds, product_at_any_size
     expected = ref(x, adj_t)
     g_ref, = torch.autograd.grad(expected.pow(2).sum(), x)
     assert torch.equal(out, expected) and torch.equal(g, g_ref)
+
+
+# --- issue 11: the eager GINE sum in one buffer (relu_message_sum) ----------------------
+
+def _gine_pair(**kwargs):
+    r"""A GINEConv and a MessagePassingConv with the same weights (float64)."""
+    nn = mlp(8, 8).double()
+    ref = GINEConv(nn, edge_dim=3, **kwargs).double()  # re-draws 'nn': build it first
+    conv = MessagePassingConv(phi=nn, edge_dim=3, in_channels=8, **kwargs).double()
+    conv.lin_edge.load_state_dict(ref.lin.state_dict())
+    return conv, ref
+
+
+def _outputs_and_grads(layer, x, *args):
+    layer.zero_grad()
+    xs = [t.detach().requires_grad_() for t in (x if isinstance(x, tuple) else (x,))]
+    out = layer(tuple(xs) if isinstance(x, tuple) else xs[0], *args)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    return [out] + [t.grad for t in xs] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("blocks", ["one", "many"])
+@pytest.mark.parametrize("case", ["plain", "bipartite", "flow", "coo", "csr", "mixed_sign"])
+def test_eager_gine_sum_equals_gineconv(monkeypatch, case, blocks):
+    # The fused eager sum gives GINEConv's output and input gradients bit for
+    # bit (the same additions in the same order); the gradients of the edge
+    # Linear are sums over blocks of edges: equal with one block, up to rounding
+    # with many.
+    if blocks == "many":  # 7 edges of 8 float64 channels per block
+        monkeypatch.setattr(mpc, "RELU_MESSAGE_BLOCK_BYTES", 7 * 8 * 8)
+    calls = []
+    original = MessagePassingConv._fused_relu_message_sum
+
+    def spy(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(MessagePassingConv, "_fused_relu_message_sum", spy)
+    data = random_graph(num_nodes=30, num_edges=200)
+    x, ei, ea = data.x, data.edge_index, data.edge_attr
+    kwargs = {"flow": "target_to_source"} if case == "flow" else {}
+    conv, ref = _gine_pair(**kwargs)
+    args = (x, ei, ea)
+    if case == "bipartite":  # 30 sources, 7 targets
+        keep = ei[1] < 7
+        args = ((x, x[:7] * 2), ei[:, keep], ea[keep])
+    elif case == "mixed_sign":  # many messages exactly at the ReLU's kink
+        with torch.no_grad():
+            conv.lin_edge.weight.zero_()
+            conv.lin_edge.bias.zero_()
+            ref.lin.weight.zero_()
+            ref.lin.bias.zero_()
+        args = (x.clamp(min=0), ei, ea)
+    expected = _outputs_and_grads(ref, *args)
+    if case in ("coo", "csr"):  # adj_t with the edge features as values
+        to = to_torch_coo_tensor if case == "coo" else to_torch_csr_tensor
+        adj_t = to(ei.flip(0), ea, size=(30, 30))
+        # both sort the edges by target: compare with PyG on that order
+        (row, col), ea_sorted = to_edge_index(to(ei.flip(0), ea, size=(30, 30)))
+        expected = _outputs_and_grads(ref, x, torch.stack([col, row]), ea_sorted)
+        # (the backward used to fail: PyG's to_edge_index flagged adj_t coalesced in
+        # place, a new version of the edge features the edge Linear had saved)
+        got = _outputs_and_grads(conv, x, adj_t)
+    else:
+        got = _outputs_and_grads(conv, *args)
+    assert len(got) == len(expected) == 2 + (case == "bipartite") + 2 + 4
+    for k, (g, e) in enumerate(zip(got, expected)):
+        if blocks == "one" or k < len(got) - 6:  # output, x (and x_dst)
+            assert torch.equal(g, e)
+        else:  # eps is not trained; lin_edge weight and bias, then the MLP's
+            assert (g - e).abs().max() <= 1e-12 * (1 + e.abs().max())
+    assert calls == ([] if case in ("coo", "csr") else [1])
+
+
+@pytest.mark.parametrize("lin", [False, True])
+def test_eager_gine_sum_gradcheck_and_double_backward(monkeypatch, lin):
+    # several blocks of edges, a [B, N, F] static-graph input and [N, F]
+    monkeypatch.setattr(mpc, "RELU_MESSAGE_BLOCK_BYTES", 3 * 5 * 8)
+    data = random_graph(num_nodes=9, num_edges=30)
+    src, dst = data.edge_index
+    E = src.numel()
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True) if lin \
+        else None
+    b = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True) if lin else None
+    e = torch.randn(E, 4 if lin else 5, dtype=torch.float64, generator=gen,
+                    requires_grad=True)
+    for shape in ((2, 9, 5), (9, 5)):
+        x = torch.randn(*shape, dtype=torch.float64, generator=gen, requires_grad=True)
+        inputs = (x, e) + ((w, b) if lin else ())
+
+        def fn(x, e, w=None, b=None):
+            return mpc.relu_message_sum(x, e, src, dst, 11, w, b)
+
+        assert torch.autograd.gradcheck(fn, inputs)
+        assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_eager_gine_sum_hooked_edge_linear_runs_propagate():
+    # a hook on the edge Linear must run: the fused sum, which reads the
+    # Linear's parameters, steps aside
+    data = random_graph()
+    conv, ref = _gine_pair()
+    expected = conv(data.x, data.edge_index, data.edge_attr)
+    seen = []
+    conv.lin_edge.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    assert torch.equal(conv(data.x, data.edge_index, data.edge_attr), expected)
+    assert seen == [(data.num_edges, 8)]
+
+
+def test_eager_gine_sum_static_graph_and_gradcheck():
+    from gdl_pyg.nn.conv.message_passing_conv import relu_message_sum
+    data = random_graph(num_nodes=9, num_edges=30)
+    src, dst = data.edge_index
+    E = src.numel()
+    # [B, N, F] signals on one graph: the edge term's gradient sums over B
+    x = torch.randn(2, 9, 5, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(E, 5, dtype=torch.float64, requires_grad=True)
+    out = relu_message_sum(x, e, src, dst, 4 + int(dst.max()))
+    ref = torch.zeros(2, 4 + int(dst.max()), 5, dtype=torch.float64).index_add(
+        1, dst, (x[:, src] + e).relu())
+    assert torch.equal(out, ref)
+    assert torch.autograd.gradcheck(
+        lambda x, e: relu_message_sum(x, e, src, dst, 11), (x, e))
+    assert torch.autograd.gradcheck(
+        lambda x, e: relu_message_sum(x, e, src, dst, 11), (x[0].detach().requires_grad_(), e))
+
+
+def test_eager_gine_sum_falls_back_to_pyg():
+    # where the fused sum does not apply, PyG's propagate runs: its result, its errors
+    data = random_graph()
+    conv, ref = _gine_pair()
+    bad = data.edge_index.clone()
+    bad[0, 0] = 99  # a source out of range
+    with pytest.raises(IndexError, match="Found indices in 'edge_index' that are larger"):
+        ref(data.x, bad, data.edge_attr)
+    with pytest.raises(ValueError, match=r"source \(first row\) index 99 .* only 12 nodes"):
+        conv(data.x, bad, data.edge_attr)  # checked before any sum
+    # a float32 edge term with float64 features cannot be added in place: PyG's
+    # propagate runs and promotes, as it does with a hook registered
+    conv32 = MessagePassingConv(phi=mlp(8, 8).double(), edge_dim=3, in_channels=8)
+    out = conv32(data.x, data.edge_index, data.edge_attr.float())
+    conv32.register_propagate_forward_pre_hook(lambda module, inputs: None)
+    assert out.dtype == torch.float64
+    assert torch.equal(out, conv32(data.x, data.edge_index, data.edge_attr.float()))
