@@ -667,11 +667,11 @@ class MessagePassingConv(MessagePassing):
     :class:`~torch_geometric.nn.conv.GINEConv` stores it, and runs slower
     compiled than eagerly on CPU). Eagerly, that sum (over an
     :obj:`edge_index`, or a sparse adjacency with edge features) is
-    :func:`relu_message_sum`: PyG's additions in PyG's order, so the output
-    and every gradient equal :class:`~torch_geometric.nn.conv.GINEConv`'s bit
-    for bit, with the messages built in place in one
-    :math:`|\mathcal{E}| \times F` buffer and their gradient in another (PyG
-    allocates five such tensors). Dynamo takes no sparse tensors: given a
+    :func:`relu_message_sum`, over blocks of edges that are recomputed in the
+    backward, so no :math:`|\mathcal{E}| \times F` tensor is allocated (PyG
+    allocates five): PyG's additions in PyG's order, so the output and the
+    input gradients equal :class:`~torch_geometric.nn.conv.GINEConv`'s bit for
+    bit, and the edge Linear's gradients up to rounding. Dynamo takes no sparse tensors: given a
     sparse :obj:`adj_t`, the layer's own frame runs eagerly and the sum over
     the adjacency pattern is compiled from its dense parts
     (:func:`sparse_sum_nodes`). Every compiled sum is the sparse product
@@ -1170,7 +1170,8 @@ def relu_message_sum(x_src: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor,
 
     The edges are taken in blocks of about :obj:`RELU_MESSAGE_BLOCK_BYTES` of
     messages, and the backward recomputes each block (gather, edge term,
-    ReLU pattern): no :math:`|\mathcal{E}| \times F` tensor is allocated,
+    ReLU pattern): no :math:`|\mathcal{E}| \times F` tensor is allocated
+    (but the gradient of an ``[E, F]`` :obj:`edge_attr` that requires one),
     where PyG's gather, add, ReLU and scatter-add allocate three in the
     forward (four with the edge term) and two in the backward. The sums are
     PyG's, in PyG's order (the messages of a target, and the gradients of a
