@@ -671,7 +671,8 @@ class MessagePassingConv(MessagePassing):
     backward, so no :math:`|\mathcal{E}| \times F` tensor is allocated (PyG
     allocates five): PyG's additions in PyG's order, so the output and the
     input gradients equal :class:`~torch_geometric.nn.conv.GINEConv`'s bit for
-    bit, and the edge Linear's gradients up to rounding. Dynamo takes no sparse tensors: given a
+    bit, and the edge Linear's gradients up to rounding. Dynamo takes no
+    sparse tensors: given a
     sparse :obj:`adj_t`, the layer's own frame runs eagerly and the sum over
     the adjacency pattern is compiled from its dense parts
     (:func:`sparse_sum_nodes`). Every compiled sum is the sparse product
@@ -933,37 +934,41 @@ class MessagePassingConv(MessagePassing):
             return False
         return eager_cpu_product(self, edge_index, x_src, size)
 
-    def _compiled_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
-                               x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
-        r"""Whether :meth:`forward` takes :meth:`_relu_message_sum` instead of
-        :meth:`propagate`: only while :func:`torch.compile` traces the layer,
-        for the default GINE message :math:`\mathrm{ReLU}(\mathbf{x}_v +
-        \mathbf{\Theta}_e \mathbf{e}_{uv})` summed over an :obj:`edge_index`
-        tensor, and when nothing of PyG's :meth:`propagate` would be skipped
-        (explanations, decomposed layers; PyG's compiled :meth:`propagate`
-        runs no hooks)."""
-        if not torch.compiler.is_compiling():
-            return False
+    def _gine_sum_applies(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
+                          x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
+        r"""Whether the message is the default GINE message
+        :math:`\mathrm{ReLU}(\mathbf{x}_v + \mathbf{\Theta}_e \mathbf{e}_{uv})`,
+        summed over a dense :obj:`edge_index` along the node dimension, with a
+        known number of targets: the cases of :meth:`_relu_message_sum`
+        (compiled) and :func:`relu_message_sum` (eager)."""
         if self.psi is not None or edge_attr is None or not isinstance(edge_index, Tensor) \
                 or is_torch_sparse_tensor(edge_index) or self.aggr not in ("add", "sum"):
             return False
         if x_dst is None and (size is None or size[1] is None):
             return False  # PyG reads the number of targets off edge_index
-        return self.node_dim in (-2, x_src.dim() - 2) and not self._explain \
-            and self.decomposed_layers == 1
+        return self.node_dim in (-2, x_src.dim() - 2)
+
+    def _compiled_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
+                               x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
+        r"""Whether :meth:`forward` takes :meth:`_relu_message_sum` instead of
+        :meth:`propagate`: only while :func:`torch.compile` traces the layer,
+        for the default GINE message summed over an :obj:`edge_index` tensor
+        (:meth:`_gine_sum_applies`), and when nothing of PyG's :meth:`propagate`
+        would be skipped (explanations, decomposed layers; PyG's compiled
+        :meth:`propagate` runs no hooks)."""
+        return torch.compiler.is_compiling() and not self._explain \
+            and self.decomposed_layers == 1 \
+            and self._gine_sum_applies(edge_index, edge_attr, x_src, x_dst, size)
 
     def _eager_relu_message(self, edge_index: Adj, edge_attr: OptTensor, x_src: Tensor,
                             x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
         r"""Whether :meth:`forward` sums the default GINE message with
-        :func:`relu_message_sum` (eagerly: the same cases as the compiled
-        :meth:`_relu_message_sum`, and no hooks on :meth:`propagate`)."""
-        if torch.compiler.is_compiling() or self.psi is not None or edge_attr is None \
-                or not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided \
-                or edge_index.dtype != torch.long or self.aggr not in ("add", "sum"):
-            return False
-        if x_dst is None and (size is None or size[1] is None):
-            return False  # PyG reads the number of targets off edge_index
-        return self.node_dim in (-2, x_src.dim() - 2) and plain_propagate(self)
+        :func:`relu_message_sum`: eagerly, in the cases of
+        :meth:`_gine_sum_applies`, int64 indices and no hooks on
+        :meth:`propagate`."""
+        return not torch.compiler.is_compiling() and plain_propagate(self) \
+            and self._gine_sum_applies(edge_index, edge_attr, x_src, x_dst, size) \
+            and edge_index.dtype == torch.long
 
     def _fused_relu_message_sum(self, x_src: Tensor, edge_index: Tensor, edge_attr: Tensor,
                                 x_dst: OptTensor,
@@ -1040,17 +1045,13 @@ class MessagePassingConv(MessagePassing):
         # Only reached for sparse adjacency with `psi=None`.
         x_src = x[0]
         if edge_attr is not None:  # non-linear message: gather-scatter fallback
-            parts = sparse_parts(adj_t, values=False)
             if WITH_TORCH_SPARSE and isinstance(adj_t, SparseTensor):
                 row, col = adj_t.storage.row(), adj_t.storage.col()
-            elif parts is not None:
+            elif (parts := sparse_parts(adj_t, values=False)) is not None:
                 # the indices as stored (PyG's to_edge_index flags the tensor coalesced
                 # in place, which bumps the version of the edge features read from its
                 # values and fails their backward)
-                _, crow, row, col, _ = parts
-                if row is None:
-                    row = torch.repeat_interleave(
-                        torch.arange(adj_t.size(0), device=col.device), crow.diff())
+                row, col = parts_row(parts), parts[3]
             else:
                 (row, col), _ = to_edge_index(adj_t)
             if self.aggr in ("add", "sum") and edge_attr.dtype == x_src.dtype \
