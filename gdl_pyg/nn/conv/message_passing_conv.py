@@ -665,7 +665,7 @@ class MessagePassingConv(MessagePassing):
     ReLU and scatter-add, and the backward recomputes the ReLU pattern
     instead of storing an :math:`|\mathcal{E}| \times F` mask (PyG's
     :class:`~torch_geometric.nn.conv.GINEConv` stores it, and runs slower
-    compiled than eagerly on CPU). Eagerly, that sum (over an
+    compiled than eagerly on CPU). Eagerly on the CPU, that sum (over an
     :obj:`edge_index`, or a sparse adjacency with edge features) is
     :func:`relu_message_sum`, over blocks of edges that are recomputed in the
     backward, so no :math:`|\mathcal{E}| \times F` tensor is allocated (PyG
@@ -964,9 +964,12 @@ class MessagePassingConv(MessagePassing):
                             x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> bool:
         r"""Whether :meth:`forward` sums the default GINE message with
         :func:`relu_message_sum`: eagerly, in the cases of
-        :meth:`_gine_sum_applies`, int64 indices and no hooks on
-        :meth:`propagate`."""
-        return not torch.compiler.is_compiling() and plain_propagate(self) \
+        :meth:`_gine_sum_applies`, on the CPU, with int64 indices and no hooks
+        on :meth:`propagate`. (On a GPU the blocks would cost a kernel launch
+        each, and the caching allocator hands out memory without page faults:
+        PyG's gather and scatter stay.)"""
+        return not torch.compiler.is_compiling() and x_src.device.type == "cpu" \
+            and plain_propagate(self) \
             and self._gine_sum_applies(edge_index, edge_attr, x_src, x_dst, size) \
             and edge_index.dtype == torch.long
 
@@ -1056,7 +1059,7 @@ class MessagePassingConv(MessagePassing):
                 (row, col), _ = to_edge_index(adj_t)
             if self.aggr in ("add", "sum") and edge_attr.dtype == x_src.dtype \
                     and edge_attr.dim() == 2 and edge_attr.size(-1) == x_src.size(-1) \
-                    and self.node_dim in (-2, x_src.dim() - 2):
+                    and self.node_dim in (-2, x_src.dim() - 2) and x_src.device.type == "cpu":
                 return relu_message_sum(x_src, edge_attr, col, row, adj_t.size(0))
             msg = self.message(None, x_src.index_select(self.node_dim, col), edge_attr)
             return self.aggregate(msg, row, dim_size=adj_t.size(0))

@@ -1028,6 +1028,18 @@ def test_eager_gine_sum_gradcheck_and_double_backward(monkeypatch, lin):
         assert torch.autograd.gradgradcheck(fn, inputs)
 
 
+def test_eager_gine_sum_is_cpu_only():
+    # on another device PyG's gather and scatter stay (a block would cost a
+    # kernel launch each on a GPU); 'meta' tensors stand in for a GPU here
+    data = random_graph()
+    conv, _ = _gine_pair()
+    args = (data.edge_index, data.edge_attr, data.x, data.x, None)
+    assert conv._eager_relu_message(*args)
+    meta = (data.edge_index.to("meta"), data.edge_attr.to("meta"), data.x.to("meta"),
+            data.x.to("meta"), None)
+    assert not conv._eager_relu_message(*meta)
+
+
 def test_eager_gine_sum_hooked_edge_linear_runs_propagate():
     # a hook on the edge Linear must run: the fused sum, which reads the
     # Linear's parameters, steps aside
