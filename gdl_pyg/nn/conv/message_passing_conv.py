@@ -979,8 +979,6 @@ class MessagePassingConv(MessagePassing):
         # None where the fused sum does not apply to these tensors (dtypes,
         # widths, a hooked or lazy edge Linear): propagate then runs, and raises
         # PyG's errors
-        num_dst = x_dst.size(self.node_dim) if size is None or size[1] is None else size[1]
-        j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
         if edge_attr.dim() == 1:
             edge_attr = edge_attr.view(-1, 1)
         weight = bias = None
@@ -998,8 +996,16 @@ class MessagePassingConv(MessagePassing):
             ok = edge_attr.dtype == x_src.dtype
         if not ok or edge_attr.dim() != 2 or width != x_src.size(-1):
             return None
-        return relu_message_sum(x_src, edge_attr, edge_index[j], edge_index[i], num_dst,
+        return relu_message_sum(x_src, edge_attr, *self._gine_edges(edge_index, x_dst, size),
                                 weight, bias)
+
+    def _gine_edges(self, edge_index: Tensor, x_dst: OptTensor,
+                    size: Optional[Tuple[int, int]]) -> Tuple[Tensor, Tensor, int]:
+        r"""The sources, the targets (by :obj:`flow`) and the number of targets
+        of the GINE sums (:meth:`_gine_sum_applies`)."""
+        num_dst = x_dst.size(self.node_dim) if size is None or size[1] is None else size[1]
+        j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
+        return edge_index[j], edge_index[i], num_dst
 
     def _relu_message_sum(self, x_src: Tensor, edge_index: Tensor, edge_attr: Tensor,
                           x_dst: OptTensor, size: Optional[Tuple[int, int]]) -> Tensor:
@@ -1008,11 +1014,9 @@ class MessagePassingConv(MessagePassing):
         # over the edges, and the backward recomputes the ReLU pattern from x,
         # the edge term and the indices instead of saving an E x F mask (whose
         # store costs inductor's CPU code more than the whole eager forward).
-        num_dst = x_dst.size(self.node_dim) if size is None or size[1] is None else size[1]
-        j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
         edge_term = self._edge_term(x_src.size(-1), edge_attr)
-        return checkpoint(_relu_message_sum, x_src, edge_term, edge_index[j], edge_index[i],
-                          num_dst, use_reentrant=False)
+        return checkpoint(_relu_message_sum, x_src, edge_term,
+                          *self._gine_edges(edge_index, x_dst, size), use_reentrant=False)
 
     def _edge_term(self, width: int, edge_attr: Tensor) -> Tensor:
         if edge_attr.dim() == 1:
