@@ -22,7 +22,14 @@ nothing parseable becomes one row saying so, and the others go on.
 scatter-add (``out.index_add_(0, index, src)``) of ``--mem-rows`` random rows
 of ``--mem-channels`` float32 features, as a fraction of that bandwidth
 (counting the bytes each must move at least); its time ratios are ``op /
-copy of the same bytes``.
+copy of the same bytes``. A third row times what the layers of gdl_pyg run
+for a sum over edges instead (``MessagePassingConv``'s default message,
+``ConvolutionalConv``): the fused gather-scatter of one CSR sparse product
+(:func:`gdl_pyg.nn.conv.message_passing_conv.csr_aggregate`, edges sorted by
+target, the CSR built outside the timing as a transform caches it), against
+PyG's way, a gather into an ``E x F`` tensor then the scatter-add (ratio:
+fused / PyG's), with its bytes (rows read, indices, values, rows written) as
+a fraction of copy bandwidth.
 
 The table goes to ``--out`` (markdown, with the command line that produced it
 and the versions) and the same rows to ``--out`` with ``.json`` as suffix.
@@ -416,6 +423,26 @@ def bench_memory(args) -> Dict:
         "scatter-add index_add_": (lambda: out.index_add_(0, index, src),
                                    row_bytes + idx_bytes + 2 * N * F * 4),
     }
+    # the layers' sum over edges: one CSR product over edges sorted by target
+    from gdl_pyg.nn.conv.message_passing_conv import csr_adjacency, csr_aggregate
+
+    edge_index = torch.stack([torch.randint(0, N, (E,), generator=gen), index.cpu()])
+    edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)].to(device)
+    adj_t = csr_adjacency(edge_index, N, N, "source_to_target", x.dtype)
+    gathered = torch.empty_like(src)
+
+    def unfused():  # PyG's propagate: x_j for every edge, then the scatter-add
+        torch.index_select(x, 0, edge_index[0], out=gathered)
+        return out.zero_().index_add_(0, edge_index[1], gathered)
+
+    fused_sum = "fused gather-scatter, one CSR product (csr_aggregate)"
+    ops[fused_sum] = (lambda: csr_aggregate(adj_t, x, "sum", node_dim=0),
+                      row_bytes + E * 12 + (N + 1) * 8 + N * F * 4)
+    ops["PyG gather + scatter-add"] = (unfused, None)
+    fused, reference = ops[fused_sum][0](), unfused()
+    if not torch.allclose(fused, reference, rtol=1e-4, atol=1e-4):
+        raise RuntimeError(f"{fused_sum} differs from the gather + scatter-add by "
+                           f"{(fused - reference).abs().max().item():.3g}")
     repeats = 5 if args.quick else 20
     times = {k: [] for k in ops}
     for fn, _ in ops.values():
@@ -427,7 +454,7 @@ def bench_memory(args) -> Dict:
             fn()
             sync()
             times[name].append(time.perf_counter() - t)
-    bw = {k: ops[k][1] / statistics.median(v) for k, v in times.items()}
+    bw = {k: ops[k][1] / statistics.median(v) for k, v in times.items() if ops[k][1]}
     rows = []
     for name in ("gather x[index]", "scatter-add index_add_"):
         # time ratio to a copy of the same bytes, paired per round
@@ -438,6 +465,14 @@ def bench_memory(args) -> Dict:
                         f"copy {bw['copy'] / 1e9:.1f} GB/s", statistics.median(times[name]) * 1e3,
                         statistics.median(times["copy"]) * 1e3 * ops[name][1] / ops["copy"][1],
                         ratio=statistics.median(paired), basis="median of paired ratios"))
+    pyg = "PyG gather + scatter-add"
+    rows.append(row("memory", f"{fused_sum} (E={E}, F={F}, N={N}), "
+                    f"{bw[fused_sum] / 1e9:.1f} GB/s = {bw[fused_sum] / bw['copy']:.0%} of copy",
+                    "PyG's gather of x_j into E x F, then index_add_ (the same edges)",
+                    statistics.median(times[fused_sum]) * 1e3,
+                    statistics.median(times[pyg]) * 1e3,
+                    ratio=statistics.median(f / g for f, g in zip(times[fused_sum], times[pyg])),
+                    basis="median of paired ratios"))
     return {"bench": "memory", "command": "(in process)", "status": "ok", "seconds": None,
             "error": None, "rows": rows,
             "bandwidth_GBps": {k: v / 1e9 for k, v in bw.items()},

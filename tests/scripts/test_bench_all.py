@@ -27,6 +27,10 @@ def test_quick_run_writes_a_table_of_positive_finite_ratios(tmp_path):
     assert benches == {"ops", "memory"}, rows
     assert any(r["case"].startswith("knn_graph") for r in rows)
     assert any(r["case"].startswith("radius_graph") for r in rows)
+    # the layers' own sum over edges, next to PyG's gather + scatter-add
+    fused = [r for r in rows if r["case"].startswith("fused gather-scatter")]
+    assert len(fused) == 1 and "of copy" in fused[0]["case"], rows
+    assert "index_add_" in text.split(fused[0]["case"])[1].splitlines()[0]
     for r in rows:
         ratio = float(r["ratio (ours / peer)"])
         assert math.isfinite(ratio) and ratio > 0, r
