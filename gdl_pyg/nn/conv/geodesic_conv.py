@@ -11,7 +11,8 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import OptTensor
 from torch_geometric.utils import scatter
 
-from gdl_pyg.nn.conv.message_passing_conv import ConstantProduct, _csr_tensor, _is_sorted
+from gdl_pyg.nn.conv.message_passing_conv import (ConstantProduct, _csr_tensor, _is_sorted,
+                                                  index_argsort)
 from gdl_pyg.utils import check_edge_index, check_features
 
 __all__ = ["GeodesicConv"]
@@ -381,7 +382,7 @@ class GeodesicConv(MessagePassing):
         src, dst = edge_index[0], edge_index[1]
         compiling = torch.compiler.is_compiling()
         if not compiling and not _is_sorted(dst):
-            perm = torch.argsort(dst, stable=True)
+            perm = index_argsort(dst, N)
             src, dst, edge_logmap = src[perm], dst[perm], edge_logmap[perm]
         r, phi = edge_logmap[:, 0], edge_logmap[:, 1]
         w = torch.exp(-0.5 * ((r.unsqueeze(0) - rho.unsqueeze(-1)) / self.rho_sigma) ** 2)
@@ -679,7 +680,7 @@ def _patch_csr_t(src: Tensor, dst: Tensor, N: int, K: int, M: int, vals: Tensor)
     device = src.device
     v = vals.reshape((2 * K + 1) * M, src.numel())  # rows (b, m)
     itype = _index_dtype(v, N, K, M)
-    perm = torch.argsort(src, stable=True)
+    perm = index_argsort(src, N)
     ptr_t = torch.zeros(N + 1, dtype=torch.long, device=device)
     ptr_t[1:] = torch.bincount(src, minlength=N).cumsum(0)
     # row j: its edges e (by source), then (b, m): column (g N + i) 2M + s M + m
@@ -699,13 +700,14 @@ def _patch_product(x: Tensor, src: Tensor, dst: Tensor, vals: Tensor, K: int, M:
     # (src, dst) in any order, A @ x (or A^T @ x with transpose), as one
     # operator: GeodesicConv's patch under torch.compile, whose sort check
     # and CSR build read the data. vals [2K+1, M, E] follows the edges.
+    N = x.size(0) // ((K + 1) * 2 * M) if transpose else x.size(0)
     if not _is_sorted(dst):
-        perm = torch.argsort(dst, stable=True)
+        perm = index_argsort(dst, N)
         src, dst, vals = src[perm], dst[perm], vals[..., perm]
     if transpose:
-        A = _patch_csr_t(src, dst, x.size(0) // ((K + 1) * 2 * M), K, M, vals)
+        A = _patch_csr_t(src, dst, N, K, M, vals)
     else:
-        A = _patch_csr(src, dst, x.size(0), K, M, vals)
+        A = _patch_csr(src, dst, N, K, M, vals)
     return torch.addmm(x.new_empty(A.size(0), x.size(1)), A, x, beta=0)
 
 

@@ -8,6 +8,7 @@ import sys
 import warnings
 from typing import Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
@@ -92,6 +93,38 @@ def _is_sorted(index: Tensor) -> bool:
     return index.numel() < 2 or bool((index[1:] >= index[:-1]).all())
 
 
+#: Fewest entries for which :func:`index_argsort` sorts with NumPy's radix sort.
+INDEX_ARGSORT_MIN = 512
+
+
+def index_argsort(index: Tensor, bound: int) -> Tensor:
+    r"""The stable :func:`torch.argsort` of a 1-D integer :obj:`index` whose
+    values lie in :math:`[0, \text{bound})` (node indices; the caller
+    guarantees the range), the same permutation, faster on the CPU.
+
+    On one thread torch's CPU sort runs a comparison sort up to 32768
+    entries, at 40-50 ns per entry from about 8000 on, and a radix sort
+    beyond (12-18 ns). NumPy's stable sort of 16-bit keys is a radix sort at
+    4-9 ns per entry at any size, so for :obj:`bound` up to :math:`2^{16}`
+    the keys are sorted as :obj:`numpy.uint16`; up to :math:`2^{32}` and
+    below :math:`2^{19}` entries, as two such passes (low then high half,
+    about 8.5 ns per entry). Stable sorts of the same keys give the same
+    permutation, so the result equals :obj:`torch.argsort(index,
+    stable=True)` exactly. Other devices, shorter inputs (below
+    :obj:`INDEX_ARGSORT_MIN`) and larger bounds take :func:`torch.argsort`."""
+    n = index.numel()
+    if index.device.type != "cpu" or index.dim() != 1 or n < INDEX_ARGSORT_MIN \
+            or bound > (1 << 32) or (bound > (1 << 16) and n >= (1 << 19)):
+        return torch.argsort(index, stable=True)
+    a = index.numpy()
+    if bound <= (1 << 16):
+        perm = np.argsort(a.astype(np.uint16), kind="stable")
+        return torch.from_numpy(perm.astype(np.int64, copy=False))
+    low = np.argsort((a & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (a >> 16).astype(np.uint16)[low]
+    return torch.from_numpy(low[np.argsort(high, kind="stable")].astype(np.int64, copy=False))
+
+
 def _csr_structure(edge_index: Tensor, num_dst: int, flow: str
                    ) -> Tuple[Tensor, Tensor, OptTensor]:
     r"""The row pointers and column (source) indices of the CSR of the edges
@@ -101,7 +134,7 @@ def _csr_structure(edge_index: Tensor, num_dst: int, flow: str
     src, dst = edge_index[j], edge_index[i]
     perm: OptTensor = None
     if not _is_sorted(dst):
-        perm = torch.argsort(dst, stable=True)
+        perm = index_argsort(dst, num_dst)
         src, dst = src.index_select(0, perm), dst.index_select(0, perm)
     crow = torch.zeros(num_dst + 1, dtype=torch.long, device=edge_index.device)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
@@ -154,13 +187,12 @@ def _flow(target_row: int) -> str:
     return "source_to_target" if target_row == 1 else "target_to_source"
 
 
-@torch.library.custom_op("gdl_pyg::edge_sum", mutates_args=())
-def _edge_sum(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: int,
-              target_row: int, mean: bool) -> Tensor:
+def _edge_sum_impl(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: int,
+                   target_row: int, mean: bool) -> Tensor:
     # The sum (or mean) over the edges of weight * x[source] into the rows of
     # the targets edge_index[target_row]: x is (num_src, F) with weights (E) or
     # none, or (num_src, H, C) with a weight per edge and head (E, H). Sparse
-    # products over the CSR of the edges, opaque to torch.compile.
+    # products over the CSR of the edges.
     flow = _flow(target_row)
     if weight is None or weight.dim() == 1:
         adj_t = csr_adjacency(edge_index, x.size(0), num_dst, flow, x.dtype, weight)
@@ -177,6 +209,13 @@ def _edge_sum(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: 
     return out
 
 
+@torch.library.custom_op("gdl_pyg::edge_sum", mutates_args=())
+def _edge_sum(edge_index: Tensor, x: Tensor, weight: Optional[Tensor], num_dst: int,
+              target_row: int, mean: bool) -> Tensor:
+    # _edge_sum_impl as one operator, opaque to torch.compile
+    return _edge_sum_impl(edge_index, x, weight, num_dst, target_row, mean)
+
+
 @_edge_sum.register_fake
 def _(edge_index, x, weight, num_dst, target_row, mean):
     return x.new_empty((num_dst, ) + x.shape[1:])
@@ -188,7 +227,10 @@ def _edge_sum_setup(ctx, inputs, output) -> None:
     ctx.num_src, ctx.num_dst, ctx.target_row, ctx.mean = x.size(0), num_dst, target_row, mean
 
 
-def _edge_sum_backward(ctx, grad: Tensor):
+def _edge_sum_backward(ctx, grad: Tensor, op=None):
+    # op: the sum that computes the gradient of x (differentiable, for a double
+    # backward): the operator, or in eager mode _EdgeSum
+    op = _edge_sum if op is None else op
     edge_index, x, weight = ctx.saved_tensors
     if ctx.mean:  # the mean divided each row by its number of entries (at least 1)
         count = torch.bincount(edge_index[ctx.target_row], minlength=ctx.num_dst)
@@ -196,8 +238,8 @@ def _edge_sum_backward(ctx, grad: Tensor):
     grad_x = grad_weight = None
     if ctx.needs_input_grad[1]:
         # the transposed product: the same edges, summed into their sources
-        grad_x = _edge_sum(edge_index, grad.contiguous(), weight, ctx.num_src,
-                           1 - ctx.target_row, False)
+        grad_x = op(edge_index, grad.contiguous(), weight, ctx.num_src, 1 - ctx.target_row,
+                    False)
     if ctx.needs_input_grad[2]:
         src, dst = edge_index[1 - ctx.target_row], edge_index[ctx.target_row]
         grad_weight = (grad.index_select(0, dst) * x.index_select(0, src)).sum(-1)
@@ -205,6 +247,30 @@ def _edge_sum_backward(ctx, grad: Tensor):
 
 
 _edge_sum.register_autograd(_edge_sum_backward, setup_context=_edge_sum_setup)
+
+
+class _EdgeSum(torch.autograd.Function):
+    r"""``gdl_pyg::edge_sum`` in eager mode: the same forward and backward
+    without the operator's dispatch, which cost about 0.1 ms per call and
+    again per backward (a third of a small graph's layer). The forward takes
+    ``ctx`` (no ``setup_context``): with one, every call binds its arguments
+    through :func:`inspect.signature`, another 0.05 ms."""
+
+    @staticmethod
+    def forward(ctx, edge_index, x, weight, num_dst, target_row, mean):
+        inputs = (edge_index, x, weight, num_dst, target_row, mean)
+        _edge_sum_setup(ctx, inputs, None)
+        return _edge_sum_impl(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _edge_sum_backward(ctx, grad, _EdgeSum.apply)
+
+
+def _edge_sum_op():
+    r"""The sum over edges to call: the operator when traced by
+    :func:`torch.compile` (one node of its graph), :class:`_EdgeSum` eagerly."""
+    return _edge_sum if torch.compiler.is_compiling() else _EdgeSum.apply
 
 
 class ConstantProduct(torch.autograd.Function):
@@ -243,11 +309,13 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
     into an :math:`E \times F` tensor and scatter-add: the result equals PyG's
     scatter bit for bit.
 
-    It runs as the custom operator :obj:`torch.ops.gdl_pyg.edge_sum`, whose
-    backward is the same product over the transposed edges (the gradient of
-    :obj:`x` is then PyG's bit for bit too) and, for weights that need one,
-    a gather for their gradient. :func:`torch.compile` keeps the operator as
-    one call in its graph (no graph break), and it is twice differentiable."""
+    Its backward is the same product over the transposed edges (the gradient
+    of :obj:`x` is then PyG's bit for bit too) and, for weights that need
+    one, a gather for their gradient; it is twice differentiable. Traced by
+    :func:`torch.compile` it is the custom operator
+    :obj:`torch.ops.gdl_pyg.edge_sum`, one call in the graph (no graph
+    break); eagerly an :class:`torch.autograd.Function` with the same
+    forward and backward, without the operator's dispatch."""
     if aggr not in ("add", "sum", "mean"):
         raise ValueError(f"edge_aggregate() expected aggr 'add', 'sum' or 'mean' "
                          f"(got {aggr!r})")
@@ -256,28 +324,31 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
                          f"'target_to_source' (got {flow!r})")
     target_row = 1 if flow == "source_to_target" else 0
     mean = aggr == "mean"
+    op = _edge_sum_op()
     if edge_weight is not None and edge_weight.dim() == 2:
         if x.dim() != 3 or node_dim not in (0, -3) or x.size(1) != edge_weight.size(1):
             raise ValueError(f"edge_aggregate() takes weights per edge and head "
                              f"{list(edge_weight.shape)} with node features [num_nodes, "
                              f"{edge_weight.size(1)}, channels] and node_dim=0 (got "
                              f"{list(x.shape)}, node_dim={node_dim})")
-        return _edge_sum(edge_index, x, edge_weight, num_dst, target_row, mean)
+        return op(edge_index, x, edge_weight, num_dst, target_row, mean)
     if x.dim() == 2 and node_dim in (0, -2):
-        return _edge_sum(edge_index, x, edge_weight, num_dst, target_row, mean)
+        return op(edge_index, x, edge_weight, num_dst, target_row, mean)
     xt = x.movedim(node_dim, 0)
-    out = _edge_sum(edge_index, xt.reshape(xt.size(0), -1), edge_weight, num_dst,
-                    target_row, mean)
+    out = op(edge_index, xt.reshape(xt.size(0), -1), edge_weight, num_dst, target_row, mean)
     # contiguous, as a scatter's output (see spmm_nodes)
     return out.view((num_dst, ) + xt.shape[1:]).movedim(0, node_dim).contiguous()
 
 
-def _product_applies(x: Tensor, num_edges: int, node_dim: int) -> bool:
-    # CPU float32 / float64 features, and at least PRODUCT_MIN_MESSAGE_ELEMENTS
-    # message elements (edges times features per node)
+def _product_applies(x: Tensor, num_edges: int, node_dim: int,
+                     min_elements: Optional[int] = None) -> bool:
+    # CPU float32 / float64 features, and at least min_elements message elements
+    # (edges times features per node; by default COMPILED_PRODUCT_MIN_ELEMENTS)
     per_node = x.numel() // max(x.size(node_dim), 1)
+    if min_elements is None:
+        min_elements = COMPILED_PRODUCT_MIN_ELEMENTS
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
-        and num_edges * per_node >= PRODUCT_MIN_MESSAGE_ELEMENTS
+        and num_edges * per_node >= min_elements
 
 
 @torch.compiler.assume_constant_result
@@ -287,21 +358,53 @@ def _num_threads() -> int:
 
 
 #: Fewest message elements (edges times features per node, signals included)
-#: for which :func:`eager_cpu_product` builds a CSR: below, its fixed cost (the
-#: CSR and the sparse product's dispatch, about 0.1 ms) exceeds what the gather
-#: and scatter cost; the two broke even at about 1000 edges of 64 features
-#: (GIN and GCN layers, forward and backward, one thread).
-PRODUCT_MIN_MESSAGE_ELEMENTS = 65536
+#: for which :func:`eager_cpu_product` sums a message with a weight per edge
+#: (GCN coefficients, a diffusion operator, sphere rings) as a CSR product.
+#: Below, the product's fixed costs (a CSR built in the call, another for the
+#: backward, the sparse products' dispatch) exceed what PyG's gather,
+#: multiplication and scatter cost. Measured forward and backward on one
+#: thread (``ConvolutionalConv``, random and target-sorted edges, 1000 to
+#: 32000 edges of 8 to 128 features): the two break even at about
+#: :math:`2^{17}` elements (1000 edges of 128 features, 8000 of 16).
+PRODUCT_MIN_MESSAGE_ELEMENTS = 131072
+
+#: The same for unweighted sums and means (GIN) and attention (a weight per
+#: edge and head, one product per head), where PyG's gather and scatter is
+#: cheaper: they break even at about :math:`2^{19}` elements (4000 edges of
+#: 128 features, 8000 of 64, 16000 of 32; ``MessagePassingConv``,
+#: ``AttentionalConv`` with 4 heads).
+PRODUCT_MIN_UNWEIGHTED_ELEMENTS = 524288
+
+#: Fewest nonzeros of a torch CSR ``adj_t`` that :func:`sparse_sum_nodes` sums
+#: as :func:`edge_aggregate` over its nonzeros rather than with torch's
+#: :func:`torch.sparse.mm`, whose backward costs more from about 8000
+#: nonzeros on, at any width (``ConvolutionalConv`` on weighted and
+#: ``MessagePassingConv`` on unweighted CSR adjacencies).
+PRODUCT_MIN_SPARSE_ENTRIES = 8192
+
+#: Under :func:`torch.compile` on several threads (where the alternative is
+#: inductor's scatter with atomic additions), the fewest message elements for
+#: the product.
+COMPILED_PRODUCT_MIN_ELEMENTS = 65536
+
+
+def _product_min_elements(weighted: bool) -> int:
+    if torch.compiler.is_compiling():
+        return COMPILED_PRODUCT_MIN_ELEMENTS
+    return PRODUCT_MIN_MESSAGE_ELEMENTS if weighted else PRODUCT_MIN_UNWEIGHTED_ELEMENTS
 
 
 def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
                       size: Tuple[Optional[int], Optional[int]],
-                      edge_weight: OptTensor = None) -> bool:
+                      edge_weight: OptTensor = None, weighted: Optional[bool] = None) -> bool:
     r"""Whether a layer sums its (weighted) message :math:`w_{ij}
     \mathbf{x}_j` over the dense :obj:`edge_index` as one sparse product
     (:func:`edge_aggregate`) instead of PyG's gather and scatter-add: on the
     CPU, for float32 / float64 features, a sum or mean aggregation, at least
-    :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message elements, a known number of
+    :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` message elements for a message with
+    a weight per edge (:obj:`weighted`; by default whether
+    :obj:`edge_weight` is given) and :obj:`PRODUCT_MIN_UNWEIGHTED_ELEMENTS`
+    otherwise, a known number of
     targets :obj:`size[1]` (and :obj:`size[0]` unset or the number of nodes of
     :obj:`x`), and when nothing of PyG's :meth:`propagate` would be skipped
     (hooks, explanations, decomposed layers; see :func:`plain_propagate`).
@@ -324,7 +427,10 @@ def eager_cpu_product(module: MessagePassing, edge_index, x: Tensor,
         return False
     if size[1] is None or size[0] not in (None, x.size(module.node_dim)):
         return False
-    if not _product_applies(x, edge_index.size(1), module.node_dim):
+    if weighted is None:
+        weighted = edge_weight is not None
+    if not _product_applies(x, edge_index.size(1), module.node_dim,
+                            _product_min_elements(weighted)):
         return False
     if edge_weight is not None and (edge_weight.dtype != x.dtype or edge_weight.dim() != 1
                                     or edge_weight.requires_grad):
@@ -474,7 +580,8 @@ def sparse_sum_nodes(adj_t: Adj, x: Tensor, node_dim: int = -2,
                 msg = weight.unsqueeze(-1) * msg
             out = msg.new_zeros(x.shape[:-2] + (num_rows, x.size(-1))).index_add_(-2, row, msg)
     elif parts is not None and is_torch_sparse_tensor(adj_t) and adj_t.layout == torch.sparse_csr \
-            and _product_applies(x, parts[3].numel(), node_dim) \
+            and parts[3].numel() >= PRODUCT_MIN_SPARSE_ENTRIES \
+            and _product_applies(x, parts[3].numel(), node_dim, 0) \
             and (not use_values or parts[4] is None or parts[4].dtype == x.dtype):
         # a torch CSR adj_t: the product over its nonzeros as edges, whose backward
         # (the same product over the transposed edges) beats torch's sparse.mm's

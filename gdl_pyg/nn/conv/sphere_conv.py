@@ -225,7 +225,8 @@ class SphereConv(MessagePassing):
         norm = scatter(basis, dst, 0, dim_size=x.size(0), reduce="sum")  # [N, K]
         # m_ik = sum_j b_k(theta_ij) x_j / sum_j b_k(theta_ij)  -> [N, K, F_in]
         N = x.size(0)
-        if not basis.requires_grad and eager_cpu_product(self, edge_index, x, (N, N)):
+        if not basis.requires_grad and eager_cpu_product(self, edge_index, x, (N, N),
+                                                         weighted=True):
             # on the CPU, one sparse product per ring over the CSR of the edges
             # (the weights b_k as its values) instead of a gather into [E, K F]
             # and a scatter-add; the same sums, bit for bit

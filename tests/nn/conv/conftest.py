@@ -28,8 +28,11 @@ def csr_builds(monkeypatch):
 @pytest.fixture
 def product_at_any_size(monkeypatch):
     r"""The sparse product for graphs of every size (the tests' graphs are
-    below :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS`)."""
-    monkeypatch.setattr(message_passing_conv, "PRODUCT_MIN_MESSAGE_ELEMENTS", 0)
+    below the thresholds of :func:`eager_cpu_product` and
+    :func:`sparse_sum_nodes`)."""
+    for name in ("PRODUCT_MIN_MESSAGE_ELEMENTS", "PRODUCT_MIN_UNWEIGHTED_ELEMENTS",
+                 "PRODUCT_MIN_SPARSE_ENTRIES", "COMPILED_PRODUCT_MIN_ELEMENTS"):
+        monkeypatch.setattr(message_passing_conv, name, 0)
 
 
 @pytest.fixture

@@ -792,17 +792,98 @@ def test_broken_sparse_product_is_caught(monkeypatch, product_at_any_size, gathe
 
 
 def test_sparse_product_only_from_a_size_on(csr_builds):
-    # below PRODUCT_MIN_MESSAGE_ELEMENTS (edges times features per node) the CSR's
-    # fixed cost exceeds the gather and scatter's: a small graph takes PyG's path
+    # below PRODUCT_MIN_UNWEIGHTED_ELEMENTS (edges times features per node) the
+    # CSR's fixed costs exceed the gather and scatter's: a small graph takes
+    # PyG's path
+    assert mpc.PRODUCT_MIN_UNWEIGHTED_ELEMENTS == 4096 * 128
     gen = torch.Generator().manual_seed(0)
-    ei = torch.randint(0, 100, (2, 1024), generator=gen)
+    ei = torch.randint(0, 300, (2, 4096), generator=gen)
     conv = MessagePassingConv()
-    conv(torch.randn(100, 63, generator=gen), ei)  # 1024 * 63 < 65536
+    conv(torch.randn(300, 127, generator=gen), ei)  # 4096 * 127 < 2 ** 19
     assert csr_builds == []
-    out = conv(torch.randn(100, 64, generator=gen), ei)  # 1024 * 64 = 65536
+    out = conv(torch.randn(300, 128, generator=gen), ei)  # 4096 * 128 = 2 ** 19
     assert len(csr_builds) == 1
-    conv(torch.randn(2, 100, 32, generator=gen), ei)  # static graph: 2 signals of 32
-    assert len(csr_builds) == 2 and out.shape == (100, 64)
+    conv(torch.randn(2, 300, 64, generator=gen), ei)  # static graph: 2 signals of 64
+    assert len(csr_builds) == 2 and out.shape == (300, 128)
+
+
+def test_weighted_product_from_a_smaller_size_on(csr_builds):
+    # a weighted message (GCN coefficients) costs PyG's path a multiplication
+    # per message element too: the product pays from PRODUCT_MIN_MESSAGE_ELEMENTS
+    from gdl_pyg.nn.conv import ConvolutionalConv
+    assert mpc.PRODUCT_MIN_MESSAGE_ELEMENTS == 1024 * 128
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 100, (2, 1023), generator=gen)  # + 100 self loops = 1123
+    conv = ConvolutionalConv(8, 116)  # 1123 * 116 = 130268 < 2 ** 17
+    x = torch.randn(100, 8, generator=gen)
+    conv(x, ei)
+    assert csr_builds == []
+    ConvolutionalConv(8, 117)(x, ei)  # 1123 * 117 = 131391
+    assert len(csr_builds) == 1
+
+
+def test_sparse_adj_t_product_from_a_number_of_entries_on(monkeypatch):
+    # a torch CSR adj_t is summed over its nonzeros as edges (edge_aggregate)
+    # from PRODUCT_MIN_SPARSE_ENTRIES on, below by torch's sparse.mm
+    from torch_geometric.utils import to_torch_csr_tensor
+    calls = []
+    original = mpc.edge_aggregate
+    monkeypatch.setattr(mpc, "edge_aggregate", lambda *a, **k: calls.append(1) or original(*a, **k))
+    gen = torch.Generator().manual_seed(0)
+    conv = MessagePassingConv()
+    x = torch.randn(500, 4, generator=gen)
+    outs = []
+    for num in (mpc.PRODUCT_MIN_SPARSE_ENTRIES - 1, mpc.PRODUCT_MIN_SPARSE_ENTRIES):
+        ei = torch.unique(torch.randint(0, 500, (2, 3 * num), generator=gen), dim=1)[:, :num]
+        adj_t = to_torch_csr_tensor(ei.flip(0), size=(500, 500))
+        outs.append((conv(x, adj_t), conv(x, ei)))
+    assert len(calls) == 1  # the second adj_t only
+    for sparse, dense in outs:
+        assert torch.allclose(sparse, dense, atol=1e-5)
+
+
+def test_index_argsort_equals_torch_stable_argsort():
+    gen = torch.Generator().manual_seed(0)
+    for n in (0, 1, mpc.INDEX_ARGSORT_MIN - 1, mpc.INDEX_ARGSORT_MIN, 5000, 40000, 600_000):
+        for bound in (1, 7, 2 ** 16, 2 ** 16 + 1, 2 ** 20, 2 ** 32, 2 ** 32 + 5):
+            index = torch.randint(0, bound, (n,), generator=gen)
+            expected = torch.argsort(index, stable=True)
+            pair = torch.stack([index, index], 1)  # a strided column
+            views = [index, pair[:, 0]] + ([index.int()] if bound <= 2 ** 31 else [])
+            for view in views:
+                got = mpc.index_argsort(view, bound)
+                assert got.dtype == torch.long and torch.equal(got, expected), (n, bound)
+
+
+def test_index_argsort_on_meta_and_2d_falls_back_to_torch():
+    index = torch.randint(0, 10, (3, 1000))
+    assert torch.equal(mpc.index_argsort(index, 10), torch.argsort(index, stable=True))
+    meta = torch.empty(1000, dtype=torch.long, device="meta")
+    assert mpc.index_argsort(meta, 10).device.type == "meta"
+
+
+def test_eager_edge_sum_skips_the_operator_dispatch():
+    # eagerly the sum is an autograd.Function (the operator's dispatch costs
+    # about 0.1 ms a call), with the operator's gradients, twice differentiable
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 20, (2, 80), generator=gen)
+    x = torch.randn(20, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.rand(80, dtype=torch.float64, generator=gen, requires_grad=True)
+    out = mpc.edge_aggregate(ei, x, 20, edge_weight=w.detach())
+    assert type(out.grad_fn).__name__ == "_EdgeSumBackward"
+    ref = torch.ops.gdl_pyg.edge_sum(ei, x, w.detach(), 20, 1, False)
+    assert torch.equal(out, ref)
+    for mean in (False, True):
+        def f(x, w):
+            return mpc._EdgeSum.apply(ei, x, w, 20, 1, mean)
+
+        def g(x, w):
+            return torch.ops.gdl_pyg.edge_sum(ei, x, w, 20, 1, mean)
+        gx = torch.autograd.grad(f(x, w).sum(), (x, w))
+        gy = torch.autograd.grad(g(x, w).sum(), (x, w))
+        assert all(torch.equal(a, b) for a, b in zip(gx, gy))
+        assert torch.autograd.gradcheck(f, (x, w))
+        assert torch.autograd.gradgradcheck(f, (x, w))
 
 
 def scatter_reference(edge_index, x, num_dst, flow, aggr, weight=None):
