@@ -8,8 +8,8 @@ e3nn, a plain PyTorch loop, ...) as the ratio ``ours / peer`` of times (below
     python scripts/bench_all.py --only graph,ops --quick
     python scripts/bench_all.py --device cuda --out runs/bench_all_cuda.md
 
-Each script (``scripts/bench_<name>.py``: ``graph``, ``grid``, ``ops``,
-``mesh``, ``e3``, ``stack``, ``compile``) runs in a fresh subprocess with ``--device``
+Each script (``scripts/bench_<name>.py``: ``graph``, ``cache``, ``grid``,
+``ops``, ``mesh``, ``e3``, ``stack``, ``compile``) runs in a fresh subprocess with ``--device``
 passed through, one thread (``--threads`` and ``OMP_NUM_THREADS``) and, with
 ``--quick``, small sizes; its printed tables are parsed into rows. How each
 ratio is formed is the script's own (interleaved medians of paired ratios
@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-NAMES = ("graph", "grid", "ops", "mesh", "e3", "stack", "compile", "memory")
+NAMES = ("graph", "cache", "grid", "ops", "mesh", "e3", "stack", "compile", "memory")
 
 
 # --------------------------------------------------------------------------
@@ -333,6 +333,24 @@ def parse_compile(out: str, files: Dict) -> List[Dict]:
     return rows
 
 
+def parse_cache(out: str, files: Dict) -> List[Dict]:
+    rows = []
+    for table in markdown_tables(out):
+        ratio = _column(table, "ratio")
+        if not ratio or "case" not in table[0]:
+            continue
+        for r in table:
+            check = r.get("check", "")
+            case = f"{r['case']}, one epoch of mini-batches"
+            if "FAILED" in check:  # outputs that differ: no ratio
+                rows.append(row("cache", case, r["peer"], None, None, basis=check))
+                continue
+            rows.append(row("cache", case, r["peer"], _float(r.get("ours ms/epoch")),
+                            _float(r.get("peer ms/epoch")), ratio=_float(r[ratio]),
+                            basis="median of paired ratios"))
+    return rows
+
+
 def _stack_args(args, tmp: Path) -> List[str]:
     out = ["--out", str(tmp / "bench_stack.json")]
     if args.quick:
@@ -345,6 +363,7 @@ SPECS: Dict[str, Dict] = {
     "graph": dict(args=[], quick=["--nodes", "2000", "--edges", "20000", "--reps", "3",
                                   "--warmup", "1", "--no-compile"],
                   parse=parse_graph, threads=False),
+    "cache": dict(args=[], quick=["--quick"], parse=parse_cache, threads=True),
     "grid": dict(args=[], quick=["--batch", "2", "--channels", "8", "--size", "16",
                                  "--repeats", "3", "--warmup", "1"],
                  parse=parse_grid, threads=True),
