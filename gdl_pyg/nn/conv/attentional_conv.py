@@ -109,9 +109,10 @@ class AttentionalConv(MessagePassing):
     computed per edge. On the CPU the attention-weighted sum over an
     :obj:`edge_index` is then one sparse product per head over the CSR of the
     edges, with the attention as its values
-    (:func:`~gdl_pyg.nn.conv.message_passing_conv.edge_aggregate`; from
-    :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` on, eagerly and compiled on several
-    threads): the output of PyG's gather and scatter bit for bit, without its
+    (:func:`~gdl_pyg.nn.conv.message_passing_conv.edge_aggregate`; eagerly
+    from :obj:`PRODUCT_MIN_UNWEIGHTED_ELEMENTS` message elements on, compiled
+    on several threads from :obj:`COMPILED_PRODUCT_MIN_ELEMENTS`): the
+    output of PyG's gather and scatter bit for bit, without its
     :math:`|\mathcal{E}| \times H \times C` message tensor. A sparse adjacency
     takes PyG's gather-scatter path. For :obj:`edge_index` input, self loops are added by
     :func:`static_self_loops` (existing loops are masked out of the softmax

@@ -59,11 +59,11 @@ class DiffusionConv(MessagePassing):
 
       each product with :math:`L` a message passing over ``laplacian_index``
       / ``laplacian_weight`` (:math:`(L\mathbf{x})_i = \sum_j L_{ij}
-      \mathbf{x}_j`); on the CPU, from 65536 message elements on, a sparse
-      CSR product whose matrices (:math:`L` and, for the backward,
-      :math:`L^\top`) are built once per call (the sums are PyG's scatter's
-      bit for bit). The coefficients :math:`a_m` are Chebyshev
-      interpolants, differentiable in :math:`t`. With
+      \mathbf{x}_j`); on the CPU, from ``PRODUCT_MIN_MESSAGE_ELEMENTS``
+      (:math:`2^{17}`) message elements on, a sparse CSR product whose
+      matrices (:math:`L` and, for the backward, :math:`L^\top`) are built
+      once per call (the sums are PyG's scatter's bit for bit). The
+      coefficients :math:`a_m` are Chebyshev interpolants, differentiable in :math:`t`. With
       :obj:`num_terms=None`, :math:`K` is chosen per call so the
       coefficients left out are below :obj:`tol` (it grows like
       :math:`\sqrt{t\, b}`); it approximates the full matrix exponential,

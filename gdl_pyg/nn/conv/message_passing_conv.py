@@ -741,7 +741,7 @@ class MessagePassingConv(MessagePassing):
     edge features, the message is linear in :math:`\mathbf{x}_v` and the
     sparse-adjacency path is one sparse matrix product. Eagerly on the CPU,
     a dense :obj:`edge_index` with the sum or mean aggregation takes that
-    path too (from :obj:`PRODUCT_MIN_MESSAGE_ELEMENTS` edges times features
+    path too (from :obj:`PRODUCT_MIN_UNWEIGHTED_ELEMENTS` edges times features
     on), through its CSR pattern built in the call (:func:`edge_aggregate`),
     instead of gathering an :math:`|\mathcal{E}| \times F` tensor and
     scattering it back: the same output and gradient of :obj:`x` bit for bit
