@@ -1168,3 +1168,94 @@ def test_eager_gine_sum_falls_back_to_pyg():
     conv32.register_propagate_forward_pre_hook(lambda module, inputs: None)
     assert out.dtype == torch.float64
     assert torch.equal(out, conv32(data.x, data.edge_index, data.edge_attr.float()))
+
+
+# --- small graphs: the default message without propagate's machinery ----------------
+
+def _propagate_calls(monkeypatch, conv):
+    calls = []
+    original = conv.propagate
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(conv, "propagate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("flow", ["source_to_target", "target_to_source"])
+@pytest.mark.parametrize("aggr,combine,phi", [("add", "add", True), ("mean", "cat", True),
+                                              ("max", "none", False), ("sum", "add", False)])
+def test_plain_sum_equals_propagate_bit_for_bit(monkeypatch, flow, aggr, combine, phi):
+    data = batched()
+    width = 16 if combine == "cat" else 8
+    torch.manual_seed(0)
+    conv = MessagePassingConv(phi=mlp(width, 4).double() if phi else None, aggr=aggr,
+                              combine=combine, flow=flow, train_eps=True)
+    x = data.x.clone().requires_grad_()
+    calls = _propagate_calls(monkeypatch, conv)
+    out = conv(x, data.edge_index)
+    assert calls == []  # the small-graph path
+    params = [x] + list(conv.parameters())
+    grads = torch.autograd.grad(out.square().sum(), params, allow_unused=True)
+    monkeypatch.setattr(MessagePassingConv, "_plain_sum", lambda *a: None)
+    ref = conv(x, data.edge_index)
+    assert calls == [1]  # the general path, through PyG's propagate
+    ref_grads = torch.autograd.grad(ref.square().sum(), params, allow_unused=True)
+    assert torch.equal(out, ref)
+    assert grads[0] is not None
+    assert all(a is b is None or torch.equal(a, b) for a, b in zip(grads, ref_grads))
+
+
+def test_plain_sum_only_where_it_is_propagate(monkeypatch, gather_path):
+    taken = []
+    original = MessagePassingConv._plain_sum
+
+    def spy(self, *args):
+        out = original(self, *args)
+        taken.append(out is not None)
+        return out
+    monkeypatch.setattr(MessagePassingConv, "_plain_sum", spy)
+    data = random_graph()
+    conv = MessagePassingConv(phi=mlp(8, 4).double())
+    conv(data.x, data.edge_index)
+    assert taken == [True]
+    conv(data.x, data.edge_index.int())  # PyG's int32 handling
+    conv((data.x, data.x), data.edge_index)
+    conv(data.x.unsqueeze(0), data.edge_index)  # static graph, B signals
+    handle = gather_path(conv)  # a hook on propagate runs
+    conv(data.x, data.edge_index)
+    handle.remove()
+    MessagePassingConv(psi=mlp(16, 8).double())(data.x, data.edge_index)
+    from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+    mask = torch.nn.Parameter(torch.ones(data.edge_index.size(1), dtype=torch.float64))
+    set_masks(conv, mask, data.edge_index)  # PyG's explanations go through propagate
+    conv(data.x, data.edge_index)
+    clear_masks(conv)
+    assert taken == [True] + [False] * 6
+    # edge features and an explicit size skip it without asking
+    conv(data.x, data.edge_index, data.edge_attr.narrow(1, 0, 1).expand(-1, 8).contiguous())
+    conv(data.x, data.edge_index, size=(12, 12))
+    assert len(taken) == 7
+    # from the product's threshold on, the sparse product
+    gen = torch.Generator().manual_seed(0)
+    big = torch.randint(0, 300, (2, 4096), generator=gen)
+    products = []
+    monkeypatch.setattr(mpc, "edge_aggregate", lambda *a, **k: products.append(1)
+                        or torch.zeros(300, 128, dtype=torch.float64))
+    MessagePassingConv()(torch.randn(300, 128, dtype=torch.float64, generator=gen), big)
+    assert taken[-1] is False and products == [1]
+
+
+def test_plain_sum_keeps_the_input_checks():
+    data = random_graph()
+    conv = MessagePassingConv(phi=mlp(7, 4).double())
+    with pytest.raises(ValueError, match="'MessagePassingConv' feeds 'phi' with 8 channels "
+                                         ".* expects 7"):
+        conv(data.x, data.edge_index)
+    bad = data.edge_index.clone()
+    bad[1, 0] = 12
+    with pytest.raises(ValueError, match="target .* index 12"):
+        MessagePassingConv()(data.x, bad)
+    with pytest.raises(ValueError, match="negative index"):
+        MessagePassingConv()(data.x, -data.edge_index)
