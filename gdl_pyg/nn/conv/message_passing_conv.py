@@ -267,10 +267,63 @@ class _EdgeSum(torch.autograd.Function):
         return _edge_sum_backward(ctx, grad, _EdgeSum.apply)
 
 
+class _EdgeSumTransformable(torch.autograd.Function):
+    r""":class:`_EdgeSum` with a ``setup_context``, which
+    :mod:`torch.func`'s transforms (``grad``, ``jacrev``, ...) require."""
+
+    @staticmethod
+    def forward(edge_index, x, weight, num_dst, target_row, mean):
+        return _edge_sum_impl(edge_index, x, weight, num_dst, target_row, mean)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _edge_sum_setup(ctx, inputs, output)
+        ctx.save_for_forward(inputs[0], inputs[1], inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _edge_sum_backward(ctx, grad, _EdgeSumTransformable.apply)
+
+    @staticmethod
+    def jvp(ctx, d_edge_index, dx, dweight, *_):
+        # bilinear in (x, weight): d out = sum(dx; weight) + sum(x; dweight)
+        edge_index, x, weight = ctx.saved_tensors
+        apply, args = _EdgeSumTransformable.apply, (ctx.num_dst, ctx.target_row, ctx.mean)
+        out = None
+        if dx is not None:
+            out = apply(edge_index, dx, weight, *args)
+        if dweight is not None:
+            term = apply(edge_index, x, dweight, *args)
+            out = term if out is None else out + term
+        return out
+
+    @staticmethod
+    def vmap(info, in_dims, edge_index, x, weight, num_dst, target_row, mean):
+        # the sum is linear in x: a batch of node features [N, B, ...] is one sum
+        # of N rows of B times the width; batched edges or weights, one per sample
+        apply = _EdgeSumTransformable.apply
+        if in_dims[0] is None and in_dims[2] is None and (weight is None or weight.dim() == 1):
+            xb = x.movedim(in_dims[1], 1)
+            out = apply(edge_index, xb.reshape(xb.size(0), -1), weight, num_dst, target_row,
+                        mean)
+            return out.view((num_dst, ) + xb.shape[1:]), 1
+        outs = []
+        for b in range(info.batch_size):
+            args = [a if d is None else a.select(d, b)
+                    for a, d in zip((edge_index, x, weight), in_dims[:3])]
+            outs.append(apply(*args, num_dst, target_row, mean))
+        return torch.stack(outs), 0
+
+
 def _edge_sum_op():
     r"""The sum over edges to call: the operator when traced by
-    :func:`torch.compile` (one node of its graph), :class:`_EdgeSum` eagerly."""
-    return _edge_sum if torch.compiler.is_compiling() else _EdgeSum.apply
+    :func:`torch.compile` (one node of its graph), :class:`_EdgeSum` eagerly
+    and :class:`_EdgeSumTransformable` under :mod:`torch.func`'s transforms."""
+    if torch.compiler.is_compiling():
+        return _edge_sum
+    if torch._C._are_functorch_transforms_active():
+        return _EdgeSumTransformable.apply
+    return _EdgeSum.apply
 
 
 class ConstantProduct(torch.autograd.Function):
@@ -315,7 +368,10 @@ def edge_aggregate(edge_index: Tensor, x: Tensor, num_dst: int, flow: str = "sou
     :func:`torch.compile` it is the custom operator
     :obj:`torch.ops.gdl_pyg.edge_sum`, one call in the graph (no graph
     break); eagerly an :class:`torch.autograd.Function` with the same
-    forward and backward, without the operator's dispatch."""
+    forward and backward, without the operator's dispatch; under
+    :mod:`torch.func`'s transforms one with a ``jvp`` and a ``vmap`` rule as
+    well (``grad``, ``jacrev``, ``jacfwd``, ``hessian`` and ``vmap`` work;
+    the operator supported none of them)."""
     if aggr not in ("add", "sum", "mean"):
         raise ValueError(f"edge_aggregate() expected aggr 'add', 'sum' or 'mean' "
                          f"(got {aggr!r})")

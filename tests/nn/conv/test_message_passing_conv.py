@@ -1259,3 +1259,49 @@ def test_plain_sum_keeps_the_input_checks():
         MessagePassingConv()(data.x, bad)
     with pytest.raises(ValueError, match="negative index"):
         MessagePassingConv()(data.x, -data.edge_index)
+
+
+@pytest.mark.parametrize("mean", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_edge_sum_under_torch_func_transforms(mean, weighted):
+    # torch.func's grad / jacrev / jacfwd / hessian / vmap take the sum over
+    # edges (a Function with setup_context, a jvp and a vmap rule)
+    gen = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 20, (2, 80), generator=gen)
+    x = torch.randn(20, 3, dtype=torch.float64, generator=gen)
+    w = torch.rand(80, dtype=torch.float64, generator=gen) if weighted else None
+    aggr = "mean" if mean else "sum"
+
+    def f(x):
+        return mpc.edge_aggregate(ei, x, 20, aggr=aggr, edge_weight=w)
+
+    expected = torch.autograd.functional.jacobian(f, x)
+    assert torch.allclose(torch.func.jacrev(f)(x), expected)
+    assert torch.allclose(torch.func.jacfwd(f)(x), expected)
+
+    def energy(x):
+        return f(x).square().sum()
+    assert torch.allclose(torch.func.hessian(energy)(x),
+                          torch.autograd.functional.hessian(energy, x))
+    assert torch.allclose(torch.func.grad(energy)(x), torch.autograd.functional.jacobian(energy, x))
+    xs = torch.randn(4, 20, 3, dtype=torch.float64, generator=gen)
+    assert torch.allclose(torch.func.vmap(f)(xs), torch.stack([f(a) for a in xs]))
+    if weighted:  # batched weights: one sum per sample
+        ws = torch.rand(3, 80, dtype=torch.float64, generator=gen)
+
+        def g(w):
+            return mpc.edge_aggregate(ei, x, 20, aggr=aggr, edge_weight=w)
+        assert torch.allclose(torch.func.vmap(g)(ws), torch.stack([g(a) for a in ws]))
+        assert torch.allclose(torch.func.jacfwd(g)(w), torch.autograd.functional.jacobian(g, w))
+
+
+def test_layer_jacobian_through_the_product(product_at_any_size):
+    from gdl_pyg.nn.conv import ConvolutionalConv
+    data = random_graph()
+    conv = ConvolutionalConv(8, 4).double()
+    params = dict(conv.named_parameters())
+
+    def f(x):
+        return torch.func.functional_call(conv, params, (x, data.edge_index))
+    assert torch.allclose(torch.func.jacrev(f)(data.x),
+                          torch.autograd.functional.jacobian(f, data.x))
