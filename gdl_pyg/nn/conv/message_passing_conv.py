@@ -1096,7 +1096,8 @@ class MessagePassingConv(MessagePassing):
         analysis cost about as much as the arithmetic."""
         if self.psi is not None or type(x) is not Tensor or x.dim() != 2 \
                 or type(edge_index) is not Tensor or edge_index.layout != torch.strided \
-                or edge_index.dtype != torch.long or not isinstance(self.aggr, str) \
+                or edge_index.dtype != torch.long or edge_index.dim() != 2 \
+                or not isinstance(self.aggr, str) \
                 or torch.compiler.is_compiling() or not plain_propagate(self):
             return None
         num_edges = edge_index.size(-1)

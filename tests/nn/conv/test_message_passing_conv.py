@@ -1259,6 +1259,9 @@ def test_plain_sum_keeps_the_input_checks():
         MessagePassingConv()(data.x, bad)
     with pytest.raises(ValueError, match="negative index"):
         MessagePassingConv()(data.x, -data.edge_index)
+    for shape in ((), (80, )):  # the general path's messages, not an IndexError
+        with pytest.raises(ValueError, match="two-dimensional"):
+            MessagePassingConv()(data.x, torch.zeros(shape, dtype=torch.long))
 
 
 @pytest.mark.parametrize("mean", [False, True])
