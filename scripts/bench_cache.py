@@ -112,27 +112,14 @@ def layers(F: int, seed: int = 0) -> Dict[str, Callable[[], torch.nn.Module]]:
 
     from gdl_pyg.nn.conv import ConvolutionalConv, MessagePassingConv
 
-    def gcn_weights():
-        torch.manual_seed(seed)
-        return torch.randn(F, F) / F ** 0.5, torch.randn(F) * 0.1
-
-    def ours_gcn(**kw):
+    def gcn(cls, lin: str, **kw):
+        # the layer with the same weight (in its Linear 'lin') and bias every time
         def make():
-            conv = ConvolutionalConv(F, F, **kw)
-            w, b = gcn_weights()
+            conv = cls(F, F, **kw)
+            torch.manual_seed(seed)
             with torch.no_grad():
-                conv.psi.weight.copy_(w)
-                conv.bias.copy_(b)
-            return conv
-        return make
-
-    def pyg_gcn(**kw):
-        def make():
-            conv = GCNConv(F, F, **kw)
-            w, b = gcn_weights()
-            with torch.no_grad():
-                conv.lin.weight.copy_(w)
-                conv.bias.copy_(b)
+                getattr(conv, lin).weight.copy_(torch.randn(F, F) / F ** 0.5)
+                conv.bias.copy_(torch.randn(F) * 0.1)
             return conv
         return make
 
@@ -142,11 +129,11 @@ def layers(F: int, seed: int = 0) -> Dict[str, Callable[[], torch.nn.Module]]:
                                    torch.nn.Linear(F, F))
 
     return {
-        "ConvolutionalConv": ours_gcn(),
+        "ConvolutionalConv": gcn(ConvolutionalConv, "psi"),
         "ConvolutionalConv(normalize=False, add_self_loops=False)":
-            ours_gcn(normalize=False, add_self_loops=False),
-        "GCNConv": pyg_gcn(),
-        "GCNConv(normalize=False)": pyg_gcn(normalize=False),
+            gcn(ConvolutionalConv, "psi", normalize=False, add_self_loops=False),
+        "GCNConv": gcn(GCNConv, "lin"),
+        "GCNConv(normalize=False)": gcn(GCNConv, "lin", normalize=False),
         "MessagePassingConv (GIN)": lambda: MessagePassingConv(phi=mlp()),
         "GINConv": lambda: GINConv(mlp()),
     }
