@@ -1308,3 +1308,47 @@ def test_layer_jacobian_through_the_product(product_at_any_size):
         return torch.func.functional_call(conv, params, (x, data.edge_index))
     assert torch.allclose(torch.func.jacrev(f)(data.x),
                           torch.autograd.functional.jacobian(f, data.x))
+
+
+@pytest.mark.parametrize("layout", ["csr", "csr_weighted", "sparse_tensor",
+                                    "sparse_tensor_weighted"])
+@pytest.mark.parametrize("aggr", ["add", "mean"])
+def test_plain_sparse_sum_equals_propagate_bit_for_bit(monkeypatch, layout, aggr):
+    if layout.startswith("sparse_tensor"):
+        pytest.importorskip("torch_sparse")
+        from torch_sparse import SparseTensor
+    data = batched()
+    N, ei = data.num_nodes, data.edge_index
+    weight = torch.rand(ei.size(1), dtype=torch.float64) if layout.endswith("weighted") else None
+    if layout.startswith("csr"):
+        adj_t = to_torch_csr_tensor(ei.flip(0), weight, size=(N, N))
+    else:
+        adj_t = SparseTensor.from_edge_index(ei, weight, sparse_sizes=(N, N)).t()
+    torch.manual_seed(0)
+    conv = MessagePassingConv(phi=mlp(8, 4).double(), aggr=aggr, train_eps=True)
+    x = data.x.clone().requires_grad_()
+    calls = _propagate_calls(monkeypatch, conv)
+    out = conv(x, adj_t)
+    assert calls == []  # message_and_aggregate directly
+    params = [x] + list(conv.parameters())
+    grads = torch.autograd.grad(out.square().sum(), params)
+    monkeypatch.setattr(MessagePassingConv, "_plain_sum", lambda *a: None)
+    ref = conv(x, adj_t)
+    assert calls == [1]
+    ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    assert torch.equal(out, ref)
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+    # the weights are ignored (the message is x_j): the edge_index result
+    assert torch.allclose(out, conv(x, ei), atol=1e-12)
+
+
+def test_plain_sparse_sum_leaves_edge_features_and_odd_shapes_to_the_general_path():
+    data = random_graph()
+    N, ei = data.num_nodes, data.edge_index
+    conv = MessagePassingConv(edge_dim=3, in_channels=8).double()
+    feats = to_torch_coo_tensor(ei.flip(0), data.edge_attr, size=(N, N)).to_sparse_csr()
+    assert conv._plain_sum(data.x, feats) is None  # edge features: the GINE message
+    out = conv(data.x, feats)
+    assert torch.allclose(out, conv(data.x, ei, data.edge_attr), atol=1e-12)
+    wide = to_torch_csr_tensor(ei.flip(0), size=(N, N + 1))
+    assert MessagePassingConv()._plain_sum(data.x, wide) is None
