@@ -1102,9 +1102,8 @@ class MessagePassingConv(MessagePassing):
             return self._plain_sparse_sum(x, edge_index)
         if edge_index.dtype != torch.long or edge_index.dim() != 2:
             return None
-        num_edges = edge_index.size(-1)
-        if x.device.type == "cpu" and self.aggr in ("add", "sum", "mean") \
-                and num_edges * x.size(-1) >= PRODUCT_MIN_UNWEIGHTED_ELEMENTS:
+        if self.aggr in ("add", "sum", "mean") and _product_applies(
+                x, edge_index.size(-1), self.node_dim, _product_min_elements(False)):
             return None  # the sparse product (eager_cpu_product)
         check_graph_input(type(self).__name__, x, x, edge_index, self.node_dim, None, (2, 3))
         j, i = (0, 1) if self.flow == "source_to_target" else (1, 0)
